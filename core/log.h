@@ -1,0 +1,15 @@
+// Logging: one named spdlog logger per area ("core", "autograd", "compiler", "runtime",
+// "bench", "nn"), all on stderr, level from MINIDL_LOG_LEVEL (trace, debug, info, warn, error,
+// off; default warn).
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <memory>
+
+namespace minidl {
+
+/// The logger of an area, created on first use.
+spdlog::logger& log(const char* area);
+
+}  // namespace minidl
