@@ -23,5 +23,8 @@ std::vector<Subcommand> subcommands();
 
 }  // namespace minidl::bench
 
-#define MINIDL_BENCH_SUBCOMMAND(NAME, WHAT, FN) \
-  static const bool minidl_bench_registered_##FN = ::minidl::bench::register_subcommand({NAME, WHAT, FN})
+#define MINIDL_BENCH_CONCAT_(a, b) a##b
+#define MINIDL_BENCH_CONCAT(a, b) MINIDL_BENCH_CONCAT_(a, b)
+#define MINIDL_BENCH_SUBCOMMAND(NAME, WHAT, FN)                                \
+  static const bool MINIDL_BENCH_CONCAT(minidl_bench_registered_, __LINE__) = \
+      ::minidl::bench::register_subcommand({NAME, WHAT, FN})

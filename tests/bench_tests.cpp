@@ -1,0 +1,162 @@
+// minidl-bench attention: argument parsing, the table/CSV/JSON/SVG renderings, OOM rows.
+#include <doctest/doctest.h>
+
+#include "bench/attention.h"
+#include "bench/report.h"
+#include "core/minidl.h"
+
+using namespace minidl;
+using namespace minidl::bench;
+
+namespace {
+
+int count(const std::string& s, const std::string& what) {
+  int n = 0;
+  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + what.size())) ++n;
+  return n;
+}
+
+std::vector<AttentionRow> sample_rows() {
+  AttentionRow ok{"eager", 16, 256, "OK", 0.1314, 0.0371, 0.389, 0.133, 19660800};
+  AttentionRow comp{"compiled", 16, 256, "OK", 0.273, 0.069, 0.384, 0.032, 393216};
+  AttentionRow oom{"eager", 16, 16384, "OOM"};
+  AttentionRow err{"compiled", 16, 16384, "ERROR: [x] broke, badly"};
+  return {ok, comp, oom, err};
+}
+
+}  // namespace
+
+TEST_CASE("attention args: defaults and values") {
+  AttentionConfig c = parse_attention_args({"--device", "cpu"});
+  CHECK(c.device == kCPU);
+  CHECK(c.batch == 8);
+  CHECK(c.methods == std::vector<std::string>{"eager", "compiled"});
+  CHECK(c.format == "md");
+  CHECK_FALSE(c.ds.empty());
+  c = parse_attention_args({"--device=cpu", "--d", "16,32", "--seq=64", "--batch", "2", "--heads", "4",
+                            "--dtype", "bf16", "--causal", "--methods", "eager", "--reps", "5",
+                            "--warmup", "0", "--mem-limit", "6GiB", "--format", "json", "--check",
+                            "--plot", "x.svg", "--seed", "7"});
+  CHECK(c.ds == std::vector<int64_t>{16, 32});
+  CHECK(c.seqs == std::vector<int64_t>{64});
+  CHECK(c.batch == 2);
+  CHECK(c.heads == 4);
+  CHECK(c.dtype == kBFloat16);
+  CHECK(c.causal);
+  CHECK(c.check);
+  CHECK(c.methods == std::vector<std::string>{"eager"});
+  CHECK(c.reps == 5);
+  CHECK(c.warmup == 0);
+  CHECK(c.mem_limit == 6LL << 30);
+  CHECK(c.format == "json");
+  CHECK(c.plot == "x.svg");
+  CHECK(c.seed == 7);
+}
+
+TEST_CASE("attention args: errors name the option") {
+  auto fails = [](std::vector<std::string> argv, const std::string& needle) {
+    try {
+      parse_attention_args(argv);
+    } catch (const Error& e) {
+      CHECK_MESSAGE(std::string(e.what()).find(needle) != std::string::npos, e.what());
+      return true;
+    }
+    return false;
+  };
+  CHECK(fails({"--frobnicate"}, "--frobnicate"));
+  CHECK(fails({"--d", "16,x"}, "--d"));
+  CHECK(fails({"--d", "0"}, "--d"));
+  CHECK(fails({"--seq"}, "--seq"));
+  CHECK(fails({"--dtype", "f64"}, "--dtype"));
+  CHECK(fails({"--dtype", "q8"}, "q8"));
+  CHECK(fails({"--methods", "eager,fast"}, "fast"));
+  CHECK(fails({"--reps", "0"}, "--reps"));
+  CHECK(fails({"--format", "xml"}, "--format"));
+  CHECK(fails({"--mem-limit", "lots"}, "lots"));
+  CHECK(fails({"--causal=1"}, "--causal"));
+  CHECK(fails({"stray"}, "stray"));
+  if (!cuda::is_available()) CHECK(fails({"--device", "cuda"}, "cuda"));
+}
+
+TEST_CASE("attention table: the seed's markdown format") {
+  const std::string md = to_markdown(sample_rows());
+  CHECK(md.rfind("| method | d_model | seq_len | status | fwd_mean_ms | fwd_std_ms | bwd_mean_ms | "
+                 "bwd_std_ms | mem_before_bwd |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+                 0) == 0);
+  CHECK(md.find("| eager | 16 | 256 | OK | 0.131 | 0.037 | 0.389 | 0.133 | 18.75 MB |\n") != std::string::npos);
+  CHECK(md.find("| compiled | 16 | 256 | OK | 0.273 | 0.069 | 0.384 | 0.032 | 0.38 MB |\n") != std::string::npos);
+  CHECK(md.find("| eager | 16 | 16384 | OOM |  |  |  |  | OOM |\n") != std::string::npos);
+  CHECK(md.find("| compiled | 16 | 16384 | ERROR: [x] broke, badly |  |  |  |  |  |\n") != std::string::npos);
+  CHECK(count(md, "\n") == 6);
+  CHECK(md.find("max_err") == std::string::npos);
+  auto rows = sample_rows();
+  rows[1].max_err = 3.5e-7;
+  const std::string checked = to_markdown(rows);
+  CHECK(checked.find("| mem_before_bwd | max_err |") != std::string::npos);
+  CHECK(checked.find("| 0.38 MB | 3.50e-07 |") != std::string::npos);
+}
+
+TEST_CASE("attention table: CSV and JSON") {
+  const std::string csv = to_csv(sample_rows());
+  CHECK(csv.rfind("method,d_model,seq_len,status,fwd_mean_ms,fwd_std_ms,bwd_mean_ms,bwd_std_ms,"
+                  "mem_before_bwd_bytes\n", 0) == 0);
+  CHECK(csv.find("eager,16,256,OK,0.1314,0.0371,0.3890,0.1330,19660800\n") != std::string::npos);
+  CHECK(csv.find("eager,16,16384,\"OOM\",,,,,\n") != std::string::npos);
+  // The error's comma must not add a field: every line has 9 fields (8 commas outside quotes).
+  size_t start = 0;
+  while (start < csv.size()) {
+    size_t end = csv.find('\n', start);
+    std::string line = csv.substr(start, end - start);
+    int commas = 0;
+    bool quoted = false;
+    for (char ch : line) quoted ^= ch == '"', commas += (!quoted && ch == ',');
+    CHECK_MESSAGE(commas == 8, line);
+    start = end + 1;
+  }
+  AttentionSetup setup{"cpu", "float32", 8, 0, false, 3, 1};
+  const std::string json = to_json(setup, sample_rows(), "{\"hits\": 2}");
+  CHECK(json.find("\"setup\": {\"device\": \"cpu\", \"dtype\": \"float32\", \"batch\": 8") != std::string::npos);
+  CHECK(json.find("\"method\": \"eager\", \"d_model\": 16, \"seq_len\": 256, \"status\": \"OK\", "
+                  "\"fwd_mean_ms\": 0.131400") != std::string::npos);
+  CHECK(json.find("\"status\": \"OOM\"}") != std::string::npos);
+  CHECK(json.find("\"extra\": {\"hits\": 2}") != std::string::npos);
+  CHECK(count(json, "{") == count(json, "}"));
+  CHECK(count(json, "[") == count(json, "]"));
+  CHECK(json_escape("a\"b\\c\nd") == "a\\\"b\\\\c\\nd");
+}
+
+TEST_CASE("attention plot: one line per method and d_model, gaps for failed rows") {
+  std::vector<AttentionRow> rows;
+  for (const char* m : {"eager", "compiled"})
+    for (int64_t d : {16, 64})
+      for (int64_t n : {128, 256, 512}) {
+        AttentionRow r{m, d, n, "OK", 0.01 * n, 0.001, 0.02 * n, 0.002, n * n * (m[0] == 'e' ? 40 : 1)};
+        if (m[0] == 'e' && d == 64 && n == 512) r.status = "OOM";
+        rows.push_back(r);
+      }
+  const std::string svg = to_svg({"cpu", "float32", 8, 0, false, 3, 1}, rows);
+  CHECK(svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0) == 0);
+  CHECK(svg.find("</svg>") != std::string::npos);
+  CHECK(count(svg, "<polyline") == 3 * 4);  // 3 panels x (2 methods x 2 d_model)
+  CHECK(count(svg, "d_model 16") == 1);
+  CHECK(count(svg, "stroke-dasharray") == 3 * 2 + 1);  // compiled lines and its legend entry
+  CHECK(count(svg, "<text") > 20);
+}
+
+TEST_CASE("attention rows: eager on the CPU, and OOM as a row status") {
+  AttentionConfig c = parse_attention_args({"--device", "cpu", "--batch", "2", "--reps", "2", "--warmup", "0"});
+  const int64_t before = memory_allocated(kCPU);
+  AttentionRow r = run_attention_row(c, "eager", 8, 32);
+  REQUIRE_MESSAGE(r.ok(), r.status);
+  CHECK(r.fwd_mean_ms > 0);
+  CHECK(r.bwd_mean_ms > 0);
+  // Q, K, V, dO, O and the saved 2x32x32 probabilities are alive before backward.
+  CHECK(r.mem_before_bwd - before >= (5 * 2 * 32 * 8 + 2 * 32 * 32) * 4);
+  CHECK(memory_allocated(kCPU) == before);
+
+  set_memory_limit(before + 64 * 1024, kCPU);  // far below a 2x512x512 score matrix
+  AttentionRow oom = run_attention_row(c, "eager", 8, 512);
+  set_memory_limit(0, kCPU);
+  CHECK(oom.status == "OOM");
+  CHECK(memory_allocated(kCPU) == before);
+}
