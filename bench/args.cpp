@@ -12,15 +12,15 @@ Args::Args(const std::vector<std::string>& argv, const std::vector<std::string>&
     return std::find(v.begin(), v.end(), s) != v.end();
   };
   for (size_t i = 0; i < argv.size(); ++i) {
-    std::string a = argv[i];
+    const std::string& a = argv[i];
     MINIDL_CHECK(a.rfind("--", 0) == 0, ValueError, "[args] unexpected argument '{}'", a);
-    std::string name = a.substr(2), value;
-    const size_t eq = name.find('=');
+    const size_t eq = a.find('=');
     const bool inline_value = eq != std::string::npos;
-    if (inline_value) value = name.substr(eq + 1), name = name.substr(0, eq);
+    const std::string name(a, 2, inline_value ? eq - 2 : std::string::npos);
+    std::string value = inline_value ? std::string(a, eq + 1) : std::string();
     if (known(flags, name)) {
       MINIDL_CHECK(!inline_value, ValueError, "[args] --{} takes no value", name);
-      values_[name] = "1";
+      values_.insert_or_assign(name, std::string(1, '1'));  // (not = "1": GCC 12 -Wrestrict false positive)
     } else if (known(value_options, name)) {
       if (!inline_value) {
         MINIDL_CHECK(i + 1 < argv.size(), ValueError, "[args] --{} needs a value", name);

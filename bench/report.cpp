@@ -78,7 +78,8 @@ std::string to_csv(const std::vector<AttentionRow>& rows) {
                          r.fwd_mean_ms, r.fwd_std_ms, r.bwd_mean_ms, r.bwd_std_ms, r.mem_before_bwd);
     else
       out += fmt::format("{},{},{},\"{}\",,,,,", r.method, r.d_model, r.seq_len, status);
-    out += check ? "," + err_str(r.max_err) + "\n" : "\n";
+    if (check) out += fmt::format(",{}", err_str(r.max_err));
+    out += '\n';
   }
   return out;
 }
