@@ -156,23 +156,23 @@ int run_eval(const std::string& path, Device device, int64_t n_test, int64_t n_s
 int main(int argc, char** argv) {
   Args args("tiny_gpt", "Trains a tiny GPT to sort digit strings, or evaluates a saved one.");
   args.option("device", "cpu", "cpu or cuda")
-      .option("steps", "1500", "training steps")
+      .option("steps", "500", "training steps")
       .option("batch", "64", "sequences per step")
-      .option("lr", "0.003", "peak learning rate (AdamW, warm-up then cosine decay)")
+      .option("lr", "0.01", "peak learning rate (AdamW, warm-up then cosine decay)")
       .option("length", "8", "digits per string")
       .option("layers", "2", "transformer blocks")
-      .option("embd", "64", "embedding width")
-      .option("heads", "4", "attention heads")
+      .option("embd", "32", "embedding width")
+      .option("heads", "2", "attention heads")
       .option("test", "1000", "held-out strings to score")
       .option("samples", "5", "held-out samples to print")
       .option("seed", "0", "seed for initialisation and training data")
       .option("out", "tiny_gpt.safetensors", "checkpoint written after training")
-      .option("eval", "", "evaluate this checkpoint instead of training");
+      .option("eval", "", "evaluate the checkpoint at PATH instead of training", "PATH");
   args.parse(argc, argv);
   const int64_t n_test = args.integer("test", 1), n_samples = args.integer("samples", 0);
 
   try {
-    const Device device = Device::parse(args.str("device"));
+    const Device device = args.device();
     if (!args.str("eval").empty()) return run_eval(args.str("eval"), device, n_test, n_samples);
 
     const int64_t steps = args.integer("steps", 1), batch = args.integer("batch", 1),
