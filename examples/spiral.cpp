@@ -1,7 +1,7 @@
 // spiral: an MLP classifier on three interleaved 2-D spirals (CS231n's toy problem), trained
 // full-batch with AdamW and a cosine schedule, then scored on points it has never seen.
 //
-//   build/examples/spiral                  # 1000 full-batch steps, seconds on a CPU
+//   build/examples/spiral                  # 600 full-batch steps, seconds on a CPU
 //   build/examples/spiral --device cuda --steps 3000
 #include <chrono>
 #include <cmath>
@@ -72,7 +72,7 @@ double accuracy(const Tensor& logits, const Tensor& y) {
 int main(int argc, char** argv) {
   Args args("spiral", "Trains an MLP to classify points of three interleaved spirals.");
   args.option("device", "cpu", "cpu or cuda")
-      .option("steps", "1000", "training steps (full batch)")
+      .option("steps", "600", "training steps (full batch)")
       .option("lr", "0.01", "peak learning rate (AdamW, cosine schedule with warm-up)")
       .option("hidden", "64", "width of the two hidden layers")
       .option("seed", "0", "seed for the model's initialisation");

@@ -57,12 +57,15 @@ class Module {
   void train(bool on = true);
   /// train(false).
   void eval() { train(false); }
+  /// True in training mode (the default), false after eval().
   bool is_training() const { return training_; }
 
   /// Moves every parameter (and gradient) to `device`, converting floating ones to `dtype`.
   /// Parameters are replaced by new leaf tensors: build optimizers after moving the model.
   Module& to(Device device, DType dtype);
+  /// to(device) keeping each parameter's dtype.
   Module& to(Device device);
+  /// Converts floating parameters to dtype, keeping each parameter's device.
   Module& to(DType dtype);
   /// Drops every parameter's gradient.
   void zero_grad();

@@ -17,6 +17,7 @@ namespace minidl::nn {
 /// Self-attention over (B, N, C) with H heads of size C/H; q, k, v and output projections.
 class MultiHeadAttention : public Module {
  public:
+  /// d_model must be a multiple of n_heads; causal masks attention to later positions.
   MultiHeadAttention(int64_t d_model, int64_t n_heads, bool causal = false);
   /// x: (B, N, C) -> (B, N, C).
   Tensor forward(const Tensor& x) override;
@@ -29,6 +30,7 @@ class MultiHeadAttention : public Module {
 /// Pre-LN transformer block: x + attn(ln1(x)), then x + mlp(ln2(x)), with dropout on each branch.
 class TransformerBlock : public Module {
  public:
+  /// A block of width d_model with n_heads attention heads.
   TransformerBlock(int64_t d_model, int64_t n_heads, bool causal = true, double dropout = 0.0);
   /// x: (B, N, C) -> (B, N, C).
   Tensor forward(const Tensor& x) override;
@@ -54,6 +56,7 @@ struct GPTConfig {
 /// 1/sqrt(2 * n_layer), zero biases.
 class GPT : public Module {
  public:
+  /// A freshly initialised GPT of the given sizes.
   explicit GPT(const GPTConfig& config);
   /// ids: (B, T) Int64/Int32 with T <= block_size -> logits (B, T, vocab_size).
   Tensor forward(const Tensor& ids) override;

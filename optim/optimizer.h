@@ -17,9 +17,11 @@ class Optimizer {
   virtual void step() = 0;
   /// Drops every parameter's gradient.
   void zero_grad();
+  /// The learning rate of the next step.
   double lr() const { return lr_; }
   /// Sets the learning rate for the following steps (what a schedule calls).
   void set_lr(double lr);
+  /// The parameters this optimizer updates.
   const std::vector<Tensor>& params() const { return params_; }
 
  protected:
@@ -42,6 +44,7 @@ struct SGDOptions {
 /// p -= lr * (momentum ? buf : g).
 class SGD : public Optimizer {
  public:
+  /// Optimizes `params` (floating leaves that require grad).
   SGD(std::vector<Tensor> params, SGDOptions options = {});
   void step() override;
 
@@ -63,6 +66,7 @@ struct AdamWOptions {
 /// of g and g²; p -= lr/(1-β1^t) * m / (sqrt(v)/sqrt(1-β2^t) + eps).
 class AdamW : public Optimizer {
  public:
+  /// Optimizes `params` (floating leaves that require grad).
   AdamW(std::vector<Tensor> params, AdamWOptions options = {});
   void step() override;
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <numbers>
 #include <random>
 #include <string>
@@ -705,4 +706,51 @@ TEST_CASE("training: a GPT memorises a batch") {
   }
   CHECK(first > 1.8);  // about log(8) at initialisation
   CHECK(last < 0.5);
+}
+
+// ============================================================================ docs
+
+namespace {
+// Lines with surrounding whitespace removed, empty ones dropped.
+std::vector<std::string> code_lines(const std::string& text) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t end = std::min(text.find('\n', pos), text.size());
+    std::string line = text.substr(pos, end - pos);
+    line.erase(0, line.find_first_not_of(" \t"));
+    line.erase(line.find_last_not_of(" \t\r") + 1);
+    if (!line.empty()) out.push_back(line);
+    pos = end + 1;
+  }
+  return out;
+}
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  REQUIRE_MESSAGE(f.good(), "cannot read " << p);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+}  // namespace
+
+TEST_CASE("docs: every C++ block of the tutorial is an excerpt of an example") {
+  const std::filesystem::path root = std::filesystem::path(__FILE__).parent_path().parent_path();
+  std::vector<std::vector<std::string>> examples;
+  for (const auto& e : std::filesystem::directory_iterator(root / "examples"))
+    if (e.path().extension() == ".cpp") examples.push_back(code_lines(read_text(e.path())));
+  REQUIRE(examples.size() >= 2);
+
+  const std::string doc = read_text(root / "docs" / "tutorial.md");
+  int blocks = 0;
+  for (size_t at = doc.find("```cpp\n"); at != std::string::npos; at = doc.find("```cpp\n", at)) {
+    const size_t begin = at + 7, end = doc.find("```", begin);
+    REQUIRE(end != std::string::npos);
+    const std::vector<std::string> block = code_lines(doc.substr(begin, end - begin));
+    const bool found = std::any_of(examples.begin(), examples.end(), [&](const auto& lines) {
+      return std::search(lines.begin(), lines.end(), block.begin(), block.end()) != lines.end();
+    });
+    CHECK_MESSAGE(found, "docs/tutorial.md block not found in examples/*.cpp:\n" << doc.substr(begin, end - begin));
+    ++blocks;
+    at = end + 3;
+  }
+  CHECK(blocks >= 10);
 }
