@@ -15,7 +15,10 @@ template <class T>
 void gemm(int64_t m, int64_t n, int64_t k, const T* a, int64_t sa0, int64_t sa1, const T* b,
           int64_t sb0, int64_t sb1, T* c, int64_t sc0, int64_t sc1) {
   using C = compute_t<T>;
-  std::vector<C> ap(kMc * kKc), bp(kKc * kNc), acc(kMc * kNc);
+  // Panels sized to the problem: small products (attention heads) must not allocate and zero
+  // full-size panels on every call.
+  const int64_t mc = std::min(kMc, m), kc = std::min(kKc, k), nc = std::min(kNc, n);
+  std::vector<C> ap(mc * kc), bp(kc * nc), acc(mc * nc);
   for (int64_t i0 = 0; i0 < m; i0 += kMc) {
     const int64_t mb = std::min(kMc, m - i0);
     for (int64_t j0 = 0; j0 < n; j0 += kNc) {
