@@ -127,9 +127,13 @@ std::vector<Tensor> CompiledFunction::operator()(const std::vector<Tensor>& inpu
     NoGradGuard no_grad;  // the compiled call is one autograd node, made below
     values = run_graph(plan->forward, args);
   }
-  // Fresh handles: an output may be an input or appear twice, and gets its own grad_fn.
+  // Fresh handles: an output may be an input or appear twice, and gets its own grad_fn. A
+  // constant is copied, so that writing to it cannot change what later calls return.
   std::vector<Tensor> outputs;
-  for (size_t j = 0; j < plan->num_outputs; ++j) outputs.push_back(values[j].detach());
+  for (size_t j = 0; j < plan->num_outputs; ++j) {
+    const bool constant = plan->forward.values[plan->forward.outputs[j]].kind == ValueKind::Constant;
+    outputs.push_back(constant ? values[j].clone() : values[j].detach());
+  }
   if (!plan->has_backward || !GradMode::is_enabled()) return outputs;
 
   std::vector<Tensor> saved(values.begin() + static_cast<ptrdiff_t>(plan->num_outputs),

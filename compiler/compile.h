@@ -7,6 +7,12 @@
 //   }, {.name = "attention"});
 //   Tensor o = attn.call1({q, k, v});   // one fused_attention node on any device
 //   o.backward(dout);                   // one fused_attention_backward node
+//
+// Tensors fn reads without receiving them are fixed at trace time: those that require grad
+// (parameters) become extra inputs of the plan, by identity, and get gradients; the others
+// (a mask, a scalar, a frozen weight) become constants. In-place updates of either are seen by
+// later calls; a tensor object fn reads that is replaced by another one afterwards is not.
+// Higher-order gradients (create_graph) through a compiled call are refused with an error.
 #pragma once
 
 #include <functional>

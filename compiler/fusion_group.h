@@ -12,10 +12,11 @@ namespace minidl {
 
 // NOTE [Fusion groups]
 // A group is a set of nodes of one graph that all produce tensors of one shape (the group's
-// iteration space), each either pointwise (a primitive with a codegen_functor) or a row op over
-// the last dim (softmax, log_softmax, layer_norm), plus the expand views that broadcast their
-// operands. Such a set can run as one kernel: pointwise groups one thread per element, row
-// groups one block per row. The group's body is a Graph of its own whose value ids are those
+// iteration space), each either elementwise (a primitive with a codegen_functor, rendered as a
+// call of that functor of core/scalar_ops.h; masked_fill, a select of its value; cast, a
+// conversion) or a row op over the last dim (softmax, log_softmax, layer_norm), plus the
+// expand views that broadcast their operands (a read with stride 0). Such a set can run as one
+// kernel: pointwise groups one thread per element, row groups one block per row. The group's body is a Graph of its own whose value ids are those
 // of the enclosing graph (so dumps of both read alike): its inputs are the values the members
 // read from outside (constants are copied into the body, where a code generator can inline
 // them), its outputs the member values read outside the group. On the CPU, and on CUDA until a

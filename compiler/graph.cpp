@@ -113,13 +113,21 @@ std::string constant_values(const Tensor& t) {
   return "[" + s + "]";
 }
 
+// "constant 0.125", or "constant" where the values are too many to show.
+std::string constant_label(const Tensor& t) {
+  const std::string values = constant_values(t);
+  return values.empty() ? "constant" : "constant " + values;
+}
+
+// "3 inputs", "1 output".
+std::string count_str(size_t n, const char* what) {
+  return fmt::format("{} {}{}", n, what, n == 1 ? "" : "s");
+}
+
 std::string value_line(const Graph& g, ValueId id, const char* indent) {
   const Value& v = g.values[id];
   std::string lhs = fmt::format("%{} = ", id);
-  if (v.kind == ValueKind::Input)
-    lhs += "input " + v.label;
-  else
-    lhs += "constant " + constant_values(v.data);
+  lhs += v.kind == ValueKind::Input ? "input " + v.label : constant_label(v.data);
   std::string line = fmt::format("{}{:<52} : {}", indent, lhs, meta_str(v.meta));
   if (v.requires_grad) line += "  requires_grad";
   return line + "\n";
@@ -151,8 +159,8 @@ std::string node_str(const GraphNode& n) {
 }
 
 std::string Graph::str() const {
-  std::string s = fmt::format("graph {}: {} inputs, {} nodes, {} outputs\n", name, inputs.size(),
-                              nodes.size(), outputs.size());
+  std::string s = fmt::format("graph {}: {}, {}, {}\n", name, count_str(inputs.size(), "input"),
+                              count_str(nodes.size(), "node"), count_str(outputs.size(), "output"));
   for (ValueId v : inputs) s += value_line(*this, v, "  ");
   for (ValueId v : live_constants(*this)) s += value_line(*this, v, "  ");
   for (const GraphNode& n : nodes) {
@@ -190,7 +198,7 @@ std::string Graph::dot() const {
     const Value& val = g.values[v];
     const std::string label = val.kind == ValueKind::Input
                                   ? fmt::format("%{} {}", v, val.label)
-                                  : fmt::format("%{} constant {}", v, constant_values(val.data));
+                                  : fmt::format("%{} {}", v, constant_label(val.data));
     s += fmt::format("  v{} [label=\"{}\\n{}\", shape={}];\n", v, dot_escape(label),
                      meta_str(val.meta), val.kind == ValueKind::Input ? "ellipse" : "note");
     source[v] = fmt::format("v{}", v);

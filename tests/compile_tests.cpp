@@ -169,6 +169,20 @@ TEST_CASE("row ops join the pointwise ops around them; matmuls stay separate") {
   REQUIRE(fg != nullptr);
   CHECK(fg->kind() == FusionGroup::Kind::Row);
   CHECK(fg->op_names() == std::vector<std::string>{"mul", "add", "softmax", "mul"});
+  // Attention the matcher refuses (a -1e9 mask) still gets scale, mask and softmax in one group.
+  CompiledFunction near = compile(
+      [](const std::vector<Tensor>& x) {
+        Tensor s = masked_fill(matmul(x[0], x[1].transpose(-2, -1)) / 2.0,
+                               triu(ones({4, 4}, {.dtype = kBool}), 1), -1e9);
+        return matmul(softmax(s, -1), x[2]);
+      },
+      {.name = "near", .check_graphs = true});
+  Tensor q = randn({2, 4, 4});
+  near.call1({q, q, q});
+  REQUIRE(near.graph().count("fusion_group") == 1);
+  for (const GraphNode& n : near.graph().nodes)
+    if (const FusionGroup* g2 = as_fusion_group(n))
+      CHECK(g2->op_names() == std::vector<std::string>{"div", "masked_fill", "softmax"});
   // A softmax over another dim is not a row op: it stays alone.
   CompiledFunction h =
       compile([](const std::vector<Tensor>& x) { return softmax(x[0] * 2.0, 0) + 1.0; },

@@ -1,4 +1,5 @@
 // The graph checker run between passes (debug builds, tests: CompileOptions::check_graphs).
+#include "compiler/fusion_group.h"
 #include "compiler/passes/passes.h"
 
 namespace minidl {
@@ -40,6 +41,7 @@ void check_graph(const Graph& g, const std::string& after) {
                          meta_str(g.meta(v)), meta_str(want[j])));
       defined[v] = true;
     }
+    if (const FusionGroup* fg = as_fusion_group(n)) check_graph(fg->body(), after);
   }
   for (ValueId v : g.outputs)
     if (v < 0 || v >= n_values || !defined[v]) fail(fmt::format("output %{} is never defined", v));

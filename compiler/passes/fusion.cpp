@@ -1,4 +1,4 @@
-// The fusion plan: pointwise chains and last-dim row ops of one shape become FusionGroups.
+// The fusion plan: elementwise chains and last-dim row ops of one shape become FusionGroups.
 #include <set>
 
 #include "compiler/fusion_group.h"
@@ -8,7 +8,12 @@ namespace minidl {
 
 namespace {
 
-bool is_pointwise(const GraphNode& n) { return !n.op->codegen_functor().empty(); }
+// Computable element by element: a scalar functor, or masked_fill (a select of its value) and
+// cast (a conversion), which a generator renders from their attributes.
+bool is_elementwise(const GraphNode& n) {
+  return !n.op->codegen_functor().empty() || dynamic_cast<const MaskedFill*>(n.op.get()) ||
+         dynamic_cast<const Cast*>(n.op.get());
+}
 
 bool is_row_op(const Graph& g, const GraphNode& n) {
   if (const auto* s = dynamic_cast<const Softmax*>(n.op.get()))
@@ -89,7 +94,7 @@ void fuse(Graph& g) {
 
   for (size_t i = 0; i < n; ++i) {
     const GraphNode& node = g.nodes[i];
-    if (is_pointwise(node) || is_row_op(g, node)) {
+    if (is_elementwise(node) || is_row_op(g, node)) {
       const Shape& shape = g.meta(node.outputs[0]).shape;
       std::set<int> joined;  // the producers' groups this node merges, taken greedily
       for (ValueId v : node.inputs) {
