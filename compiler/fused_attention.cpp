@@ -87,43 +87,38 @@ void load_transposed(A* dst, const Rows<T>& src, int64_t b, int64_t j0, int64_t 
   }
 }
 
-// s[r * kBc + j] = Σ_c a[r * d + c] · bt[c * kBc + j]  (a: rows × d, bt: d × cols, transposed).
+// c[i·ldc + j] (+)= Σ_p a[i·sa0 + p·sa1] · b[p·ldb + j] for i < m, j < n, p < k. Four rows of
+// c at a time, so each element of b loaded feeds four multiply-adds; the j loop vectorises.
 template <class A>
-void product_nt(const A* a, const A* bt, A* s, int64_t rows, int64_t cols, int64_t d) {
-  for (int64_t r = 0; r < rows; ++r) {
-    A* sr = s + r * kBc;
-    std::fill(sr, sr + cols, A(0));
-    for (int64_t c = 0; c < d; ++c) {
-      const A x = a[r * d + c];
-      const A* br = bt + c * kBc;
-      for (int64_t j = 0; j < cols; ++j) sr[j] += x * br[j];
+void tile_product(int64_t m, int64_t n, int64_t k, const A* a, int64_t sa0, int64_t sa1, const A* b,
+                  int64_t ldb, A* c, int64_t ldc, bool accumulate) {
+  if (!accumulate)
+    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, A(0));
+  int64_t i = 0;
+  for (; i + 4 <= m; i += 4) {
+    A* __restrict c0 = c + i * ldc;
+    A* __restrict c1 = c0 + ldc;
+    A* __restrict c2 = c1 + ldc;
+    A* __restrict c3 = c2 + ldc;
+    for (int64_t p = 0; p < k; ++p) {
+      const A* a0 = a + i * sa0 + p * sa1;
+      const A x0 = a0[0], x1 = a0[sa0], x2 = a0[2 * sa0], x3 = a0[3 * sa0];
+      const A* __restrict bp = b + p * ldb;
+      for (int64_t j = 0; j < n; ++j) {
+        const A y = bp[j];
+        c0[j] += x0 * y;
+        c1[j] += x1 * y;
+        c2[j] += x2 * y;
+        c3[j] += x3 * y;
+      }
     }
   }
-}
-
-// out[j * d + c] += Σ_r p[r * kBc + j] · x[r * d + c]  (pᵀ x, p: rows × cols, x: rows × d).
-template <class A>
-void accumulate_tn(const A* p, const A* x, A* out, int64_t rows, int64_t cols, int64_t d) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < cols; ++j) {
-      const A w = p[r * kBc + j];
-      if (w == A(0)) continue;
-      const A* xr = x + r * d;
-      A* o = out + j * d;
-      for (int64_t c = 0; c < d; ++c) o[c] += w * xr[c];
-    }
-}
-
-// out[r * d + c] += Σ_j p[r * kBc + j] · x[j * d + c]  (p x, p: rows × cols, x: cols × d).
-template <class A>
-void accumulate_nn(const A* p, const A* x, A* out, int64_t rows, int64_t cols, int64_t d) {
-  for (int64_t r = 0; r < rows; ++r) {
-    A* o = out + r * d;
-    for (int64_t j = 0; j < cols; ++j) {
-      const A w = p[r * kBc + j];
-      if (w == A(0)) continue;
-      const A* xr = x + j * d;
-      for (int64_t c = 0; c < d; ++c) o[c] += w * xr[c];
+  for (; i < m; ++i) {
+    A* __restrict ci = c + i * ldc;
+    for (int64_t p = 0; p < k; ++p) {
+      const A x = a[i * sa0 + p * sa1];
+      const A* __restrict bp = b + p * ldb;
+      for (int64_t j = 0; j < n; ++j) ci[j] += x * bp[j];
     }
   }
 }
@@ -169,7 +164,7 @@ void forward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
         const int64_t cols = std::min(kBc, j_end - j0);
         load_transposed(kt.data(), K, b, j0, cols, d);
         load_rows(vt.data(), V, b, j0, cols, d, A(1));
-        product_nt(qt.data(), kt.data(), s.data(), rows, cols, d);
+        tile_product(rows, cols, d, qt.data(), d, 1, kt.data(), kBc, s.data(), kBc, false);
         for (int64_t r = 0; r < rows; ++r) {
           A* sr = s.data() + r * kBc;
           const int64_t n = visible_keys(causal, i0 + r, j0, cols);
@@ -191,7 +186,7 @@ void forward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
           A* ar = acc.data() + r * d;
           for (int64_t c = 0; c < d; ++c) ar[c] *= alpha;
         }
-        accumulate_nn(s.data(), vt.data(), acc.data(), rows, cols, d);
+        tile_product(rows, d, cols, s.data(), kBc, 1, vt.data(), d, acc.data(), d, true);
       }
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t i = b * nq + i0 + r;
@@ -232,9 +227,9 @@ void backward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const Tenso
   // dS for a (query tile, key tile) pair, left in s: S, P, dP = dO Vᵀ, dS = P ∘ (dP - D).
   auto scores_grad = [&](A* s, A* dp, const A* qt, const A* kt, const A* dot, const A* vtt,
                          int64_t b, int64_t i0, int64_t rows, int64_t j0, int64_t cols) {
-    product_nt(qt, kt, s, rows, cols, d);
+    tile_product(rows, cols, d, qt, d, 1, kt, kBc, s, kBc, false);
     probabilities(s, lse + b * nq + i0, rows, cols, i0, j0, causal);
-    product_nt(dot, vtt, dp, rows, cols, d);
+    tile_product(rows, cols, d, dot, d, 1, vtt, kBc, dp, kBc, false);
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t j = 0; j < cols; ++j)
         dp[r * kBc + j] = s[r * kBc + j] * (dp[r * kBc + j] - D[b * nq + i0 + r]);
@@ -259,8 +254,8 @@ void backward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const Tenso
         load_rows(dot.data(), dO, b, i0, rows, d, A(1));
         scores_grad(s.data(), ds.data(), qt.data(), kt.data(), dot.data(), vtt.data(), b, i0, rows,
                     j0, cols);
-        accumulate_tn(s.data(), dot.data(), acc_v.data(), rows, cols, d);
-        accumulate_tn(ds.data(), qt.data(), acc_k.data(), rows, cols, d);
+        tile_product(cols, d, rows, s.data(), 1, kBc, dot.data(), d, acc_v.data(), d, true);
+        tile_product(cols, d, rows, ds.data(), 1, kBc, qt.data(), d, acc_k.data(), d, true);
       }
       for (int64_t j = 0; j < cols; ++j)
         for (int64_t c = 0; c < d; ++c) {
@@ -291,7 +286,7 @@ void backward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const Tenso
         load_rows(kr.data(), K, b, j0, cols, d, A(1));
         scores_grad(s.data(), ds.data(), qt.data(), kt.data(), dot.data(), vtt.data(), b, i0, rows,
                     j0, cols);
-        accumulate_nn(ds.data(), kr.data(), acc.data(), rows, cols, d);
+        tile_product(rows, d, cols, ds.data(), kBc, 1, kr.data(), d, acc.data(), d, true);
       }
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < d; ++c) pdq[((b * nq) + i0 + r) * d + c] = T(acc[r * d + c] * sc);
