@@ -369,3 +369,33 @@ TEST_CASE("graphs print as text and DOT, and MINIDL_DUMP_DIR writes every pass")
   CHECK(std::count(files.begin(), files.end(), "plan.txt") == 1);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("the graph checker catches what a broken pass would leave; dce releases dead constants") {
+  Graph g;
+  g.name = "hand";
+  const ValueId x = g.add_input({{2, 3}, kFloat32, kCPU}, "x");
+  const ValueId c = g.add_constant(full({2, 3}, 2.0));
+  const ValueId y = g.add_node(std::make_shared<Binary>(BinaryOp::Mul), {x, x})[0];
+  const ValueId z = g.add_node(std::make_shared<Unary>(UnaryOp::Exp), {y})[0];
+  g.outputs = {z};
+  CHECK_NOTHROW(check_graph(g, "build"));
+
+  Graph swapped = g;  // a reader before its producer
+  std::swap(swapped.nodes[0], swapped.nodes[1]);
+  CHECK_THROWS_WITH_AS(check_graph(swapped, "swap"),
+                       doctest::Contains("%3 = exp(%2) reads %2 before it is defined"), ValueError);
+  Graph wrong_meta = g;  // an output that is not what the primitive infers
+  wrong_meta.values[z].meta.shape = {3, 2};
+  CHECK_THROWS_WITH_AS(
+      check_graph(wrong_meta, "meta"),
+      doctest::Contains("is float32 (3, 2) but the primitive infers float32 (2, 3)"), ValueError);
+  Graph dangling = g;  // an output nothing defines
+  dangling.outputs = {static_cast<ValueId>(dangling.values.size() + 5)};
+  CHECK_THROWS_AS(check_graph(dangling, "output"), ValueError);
+
+  CHECK(g.values[c].data.defined());
+  dce(g);  // the constant was never read
+  CHECK(!g.values[c].data.defined());
+  CHECK(g.nodes.size() == 2);
+  CHECK(rel_error(run_graph(g, {full({2, 3}, 0.5)})[0], full({2, 3}, std::exp(0.25))) <= 1e-7);
+}
