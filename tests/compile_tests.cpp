@@ -275,24 +275,36 @@ TEST_CASE("float64 compiled attention passes gradcheck and matches its compositi
   }
 }
 
-TEST_CASE("fused_attention kernels match their compositions on strided inputs") {
+TEST_CASE("fused_attention kernels match their compositions: strided, cross and odd shapes") {
   manual_seed(6);
+  struct Shapes {
+    Tensor q, k, v;
+    std::string what;
+  };
   // (B, N, H, d) split into heads as (B, H, N, d): rows are not contiguous.
-  Tensor q = randn({2, 70, 3, 9}).transpose(1, 2), k = randn({2, 70, 3, 9}).transpose(1, 2),
-         v = randn({2, 70, 3, 9}).transpose(1, 2), dout = randn({2, 3, 70, 9});
-  for (bool causal : {false, true}) {
-    CAPTURE(causal);
-    FusedAttention fwd(0.3, causal);
-    FusedAttentionBackward bwd(0.3, causal);
-    std::vector<Tensor> got = fwd.eval_cpu({q, k, v}),
-                        want = attention_composite(q, k, v, 0.3, causal);
-    CHECK(rel_error(got[0], want[0]) <= 1e-5);
-    CHECK(rel_error(got[1], want[1]) <= 1e-5);
-    std::vector<Tensor> g = bwd.eval_cpu({q, k, v, got[0], got[1], dout});
-    std::vector<Tensor> gw =
-        attention_backward_composite(q, k, v, got[0], got[1], dout, 0.3, causal);
-    for (size_t i = 0; i < 3; ++i) CHECK(rel_error(g[i], gw[i]) <= 1e-5);
-  }
+  auto heads = [](int64_t n) { return randn({2, n, 3, 9}).transpose(1, 2); };
+  const std::vector<Shapes> cases = {
+      {heads(70), heads(70), heads(70), "strided heads"},
+      {randn({2, 7, 5}), randn({2, 130, 5}), randn({2, 130, 5}), "Nq 7 < Nk 130"},
+      {randn({2, 130, 5}), randn({2, 7, 5}), randn({2, 7, 5}), "Nq 130 > Nk 7"},
+      {randn({1, 3, 33}), randn({1, 200, 33}), randn({1, 200, 33}), "d 33, Nq 3, Nk 200"},
+  };
+  for (const auto& c : cases)
+    for (bool causal : {false, true}) {
+      CAPTURE(c.what);
+      CAPTURE(causal);
+      FusedAttention fwd(0.3, causal);
+      FusedAttentionBackward bwd(0.3, causal);
+      std::vector<Tensor> got = fwd.eval_cpu({c.q, c.k, c.v});
+      std::vector<Tensor> want = attention_composite(c.q, c.k, c.v, 0.3, causal);
+      CHECK(rel_error(got[0], want[0]) <= 1e-5);
+      CHECK(rel_error(got[1], want[1]) <= 1e-5);
+      const Tensor dout = randn(c.q.shape());
+      std::vector<Tensor> g = bwd.eval_cpu({c.q, c.k, c.v, got[0], got[1], dout});
+      std::vector<Tensor> gw =
+          attention_backward_composite(c.q, c.k, c.v, got[0], got[1], dout, 0.3, causal);
+      for (size_t i = 0; i < 3; ++i) CHECK(rel_error(g[i], gw[i]) <= 1e-5);
+    }
 }
 
 TEST_CASE("inputs used twice, outputs that are inputs, and captured parameters get gradients") {
