@@ -34,6 +34,7 @@ struct CompileStats {
 /// A compiled function: call it like the function. Copies share one plan cache.
 class CompiledFunction {
  public:
+  /// Nothing is traced until the first call (see compile()).
   CompiledFunction(TracedFunction fn, CompileOptions options);
 
   /// Runs the plan for the inputs' signature (tracing and compiling it on first sight). The

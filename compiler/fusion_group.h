@@ -16,16 +16,19 @@ namespace minidl {
 // call of that functor of core/scalar_ops.h; masked_fill, a select of its value; cast, a
 // conversion) or a row op over the last dim (softmax, log_softmax, layer_norm), plus the
 // expand views that broadcast their operands (a read with stride 0). Such a set can run as one
-// kernel: pointwise groups one thread per element, row groups one block per row. The group's body is a Graph of its own whose value ids are those
-// of the enclosing graph (so dumps of both read alike): its inputs are the values the members
-// read from outside (constants are copied into the body, where a code generator can inline
-// them), its outputs the member values read outside the group. On the CPU, and on CUDA until a
-// generated kernel takes over, a group evaluates its members one by one.
+// kernel: pointwise groups one thread per element, row groups one block per row. The group's body
+// is a Graph of its own whose value ids are those of the enclosing graph (so dumps of both read
+// alike): its inputs are the values the members read from outside (constants are copied into the
+// body, where a code generator can inline them), its outputs the member values read outside the
+// group. On the CPU, and on CUDA until a generated kernel takes over, a group evaluates its members
+// one by one.
 
 class FusionGroup : public Primitive {
  public:
+  /// Pointwise: one thread per element. Row: a member reduces along the last dim.
   enum class Kind { Pointwise, Row };
 
+  /// Group number `index` of its graph, with its members in `body`.
   FusionGroup(int index, Kind kind, Graph body);
   const char* name() const override { return "fusion_group"; }
   /// "#0 row: mul, masked_fill, softmax".

@@ -45,8 +45,10 @@ struct GraphNode {
   std::vector<ValueId> outputs;
 };
 
+/// Values and the nodes computing them, in topological order (NOTE [Graph IR]).
 class Graph {
  public:
+  /// add_node's default position: after the last node.
   static constexpr size_t kAppend = std::numeric_limits<size_t>::max();
 
   std::string name;              // names the dumps ("attention.forward")
@@ -78,6 +80,7 @@ class Graph {
 
 /// Who produces and who reads each value of a graph (a snapshot: rebuild after rewriting).
 struct GraphIndex {
+  /// Indexes g as it is now.
   explicit GraphIndex(const Graph& g);
   /// Position in g.nodes of the node producing each value; -1 for inputs and constants.
   std::vector<int32_t> producer;

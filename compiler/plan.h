@@ -32,6 +32,7 @@ struct PassSnapshot {
   std::string dot;
 };
 
+/// What compile() made of one input signature.
 struct Plan {
   /// The input signature, as text ("float32 (8, 64, 16) requires_grad, ...").
   std::string signature;

@@ -18,6 +18,7 @@ using TracedFunction = std::function<std::vector<Tensor>(const std::vector<Tenso
 /// not one of its tracers becomes a constant, or, if it requires grad, a captured input.
 class GraphTracer final : public Tracer {
  public:
+  /// Records into g (which must outlive the tracer tensors' use).
   explicit GraphTracer(Graph& g) : g_(g) {}
 
   /// Adds a graph input and returns the tracer tensor standing for it.
