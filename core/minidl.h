@@ -4,6 +4,8 @@
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
+#include "compiler/compile.h"
+#include "compiler/fused_attention.h"
 #include "core/allocator.h"
 #include "core/config.h"
 #include "core/error.h"

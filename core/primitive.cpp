@@ -42,6 +42,14 @@ Device common_device(const char* op, const std::vector<TensorMeta>& in) {
   return first->device;
 }
 
+namespace {
+thread_local Tracer* current_tracer = nullptr;
+}
+
+Tracer* active_tracer() { return current_tracer; }
+TracingScope::TracingScope(Tracer* t) : prev_(current_tracer) { current_tracer = t; }
+TracingScope::~TracingScope() { current_tracer = prev_; }
+
 std::vector<Tensor> apply(PrimitivePtr p, const std::vector<Tensor>& inputs) {
   std::vector<TensorMeta> in_meta;
   in_meta.reserve(inputs.size());
@@ -55,6 +63,9 @@ std::vector<Tensor> apply(PrimitivePtr p, const std::vector<Tensor>& inputs) {
       tracer = t.impl()->tracer;
     }
   }
+  if (!tracer && current_tracer && GradMode::is_enabled())
+    for (const auto& t : inputs)
+      if (t.requires_grad()) tracer = current_tracer;
   std::vector<TensorMeta> out_meta = p->infer(in_meta);
 
   if (tracer) return tracer->record(std::move(p), inputs, out_meta);

@@ -73,6 +73,22 @@ class Tracer {
                                      const std::vector<TensorMeta>& outputs) = 0;
 };
 
+/// The tracer of the compile() trace running on this thread, or nullptr. While one is active,
+/// apply() also hands it ops on tensors that require grad (with grad mode on), so a parameter a
+/// traced function reads becomes a graph input instead of a constant frozen without gradient.
+Tracer* active_tracer();
+/// Makes t the active tracer for a scope (restoring the previous one on exit).
+class TracingScope {
+ public:
+  explicit TracingScope(Tracer* t);
+  ~TracingScope();
+  TracingScope(const TracingScope&) = delete;
+  TracingScope& operator=(const TracingScope&) = delete;
+
+ private:
+  Tracer* prev_;
+};
+
 /// Device all inputs live on; a 0-dim CPU tensor counts as a scalar that goes with any device.
 /// Throws DeviceError naming op and every input's device when they differ.
 Device common_device(const char* op, const std::vector<TensorMeta>& in);
