@@ -139,7 +139,10 @@ using AttentionFn = std::function<Tensor(const Tensor&, const Tensor&, const Ten
 
 AttentionFn make_method(const std::string& method, bool causal) {
   if (method == "eager") return [causal](const Tensor& q, const Tensor& k, const Tensor& v) { return attention(q, k, v, causal); };
-  throw ValueError("TEMP: compiled not wired yet");
+  auto compiled = std::make_shared<CompiledFunction>(
+      compile([causal](const std::vector<Tensor>& in) { return attention(in[0], in[1], in[2], causal); },
+              {.name = "attention"}));
+  return [compiled](const Tensor& q, const Tensor& k, const Tensor& v) { return compiled->call1({q, k, v}); };
 }
 
 // Relative error of the compiled output and input gradients against eager's.
