@@ -24,16 +24,32 @@ class Args {
     return *this;
   }
 
+  /// Declares a boolean `--name` (no value), off unless given.
+  Args& flag(const std::string& name, const std::string& help) {
+    options_.push_back({name, "", help});
+    values_[name] = "0";
+    flags_.push_back(name);
+    return *this;
+  }
+
   /// Reads argv; on --help prints the usage and exits 0, on a bad argument exits 2.
   void parse(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
       if (a == "--help" || a == "-h") usage(stdout), std::exit(0);
       if (a.rfind("--", 0) != 0 || !values_.count(a.substr(2))) fail("unknown argument '" + a + "'");
+      const std::string name = a.substr(2);
+      if (is_flag(name)) {
+        values_[name] = "1";
+        continue;
+      }
       if (i + 1 >= argc) fail(a + " needs a value");
-      values_[a.substr(2)] = argv[++i];
+      values_[name] = argv[++i];
     }
   }
+
+  /// Whether the flag `--name` was given.
+  bool enabled(const std::string& name) const { return values_.at(name) == "1"; }
 
   std::string str(const std::string& name) const { return values_.at(name); }
   /// The value as an integer >= min.
@@ -87,7 +103,14 @@ class Args {
     std::fprintf(out, "  %-28s %s\n", "--help", "show this help");
   }
 
+  bool is_flag(const std::string& name) const {
+    for (const auto& f : flags_)
+      if (f == name) return true;
+    return false;
+  }
+
   std::string program_, summary_;
   std::vector<Option> options_;
+  std::vector<std::string> flags_;
   std::map<std::string, std::string> values_;
 };

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <map>
 #include <set>
@@ -167,7 +168,8 @@ int main(int argc, char** argv) {
       .option("samples", "5", "held-out samples to print")
       .option("seed", "0", "seed for initialisation and training data")
       .option("out", "tiny_gpt.safetensors", "checkpoint written after training")
-      .option("eval", "", "evaluate the checkpoint at PATH instead of training", "PATH");
+      .option("eval", "", "evaluate the checkpoint at PATH instead of training", "PATH")
+      .flag("compile", "train through minidl::compile (fused attention, fused elementwise groups)");
   args.parse(argc, argv);
   const int64_t n_test = args.integer("test", 1), n_samples = args.integer("samples", 0);
 
@@ -194,14 +196,21 @@ int main(int argc, char** argv) {
                 static_cast<long long>(config.n_head), static_cast<long long>(config.n_embd),
                 static_cast<long long>(model.num_parameters()), device.str().c_str());
 
+    // The loss as one function of (tokens, targets); the model's parameters, read from the
+    // closure, become inputs of the compiled plan and receive gradients (compiler/compile.h).
+    auto loss_fn = [&model](const std::vector<Tensor>& in) {
+      return cross_entropy(model.forward(in[0]).reshape({-1, kVocab}), in[1].reshape({-1}));
+    };
+    std::optional<CompiledFunction> compiled;
+    if (args.enabled("compile")) compiled = compile(loss_fn, {.name = "tiny_gpt_loss"});
+
     const auto t0 = std::chrono::steady_clock::now();
     auto last = t0;
     int64_t tokens_since = 0;
     for (int64_t step = 0; step < steps; ++step) {
       opt.set_lr(schedule(step));
       const auto [x, y] = task.batch(rng, batch, device);
-      const Tensor logits = model.forward(x);  // (B, T, vocab)
-      const Tensor loss = cross_entropy(logits.reshape({-1, kVocab}), y.reshape({-1}));
+      const Tensor loss = compiled ? compiled->call1({x, y}) : loss_fn({x, y});
       opt.zero_grad();
       loss.backward();
       optim::clip_grad_norm(model.parameters(), 1.0);
@@ -220,6 +229,13 @@ int main(int argc, char** argv) {
       }
     }
 
+    if (compiled)
+      std::printf("compiled: %lld plan(s) for %lld calls; %zu fused_attention nodes forward, %zu backward, "
+                  "%zu fusion groups\n",
+                  static_cast<long long>(compiled->stats().traces), static_cast<long long>(compiled->stats().calls),
+                  compiled->plan().forward.count("fused_attention"),
+                  compiled->plan().backward.graph.count("fused_attention_backward"),
+                  compiled->plan().fusion_summary().size());
     const double acc = evaluate(model, task, device, n_samples);
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("held-out exact-sequence accuracy: %.2f%% (%lld strings), %.1fs in all\n", 100 * acc,
