@@ -184,6 +184,11 @@ TEST_CASE("grad(): gradients returned, .grad untouched") {
   std::vector<Tensor> gu = grad({(x * 3.0).sum()}, {x, unused});
   CHECK(values(gu[0]) == std::vector<double>{3, 3, 3});
   CHECK_FALSE(gu[1].defined());
+  // Several outputs: their gradients add up, also where one output feeds the other.
+  Tensor y1 = x * x;
+  Tensor y2 = (y1 * 2.0).sum();
+  std::vector<Tensor> gm = grad({y1.sum(), y2}, {x});
+  CHECK(values(gm[0]) == std::vector<double>{6, 12, 18});  // 2x + 4x
   // Inputs must require grad; the gradient count must match the outputs.
   CHECK_THROWS_AS(grad({(x * 2.0).sum()}, {ones({3})}), ValueError);
   CHECK_THROWS_AS(grad({(x * 2.0).sum()}, {x}, {ones({}), ones({})}), ValueError);
@@ -262,6 +267,18 @@ TEST_CASE("create_graph: second derivatives") {
       {"matmul", [](const Tensor& t) { return matmul(t, t.t()); }, -1},
       {"var", [](const Tensor& t) { return var(t, {1}); }, -1},
       {"max", [](const Tensor& t) { return max(t * t, {1}); }, 0.1},
+      {"views", [](const Tensor& t) { return (t.t().slice(0, 1, 3) * t.select(1, 2).unsqueeze(0)).expand({3, 2, 2}); }, -1},
+      {"cat", [](const Tensor& t) { return cat({t * t, t.slice(1, 0, 1)}, 1); }, -1},
+      {"embedding", [](const Tensor& t) {
+         Tensor e = embedding(t, from_vector<int64_t>({1, 0, 1}, {}, {.dtype = kInt64}));
+         return e * e;
+       }, -1},
+      {"cross_entropy", [](const Tensor& t) { return cross_entropy(t, from_vector<int64_t>({2, 0}, {}, {.dtype = kInt64})); }, -1},
+      {"where, masked_fill, maximum", [](const Tensor& t) {
+         Tensor m = from_vector<bool>({true, false, true, false, false, true}, {2, 3}, {.dtype = kBool});
+         return maximum(where(m, t * t, exp(t)), masked_fill(t * 2.0, m, 0.5));
+       }, -1},
+      {"mean, sum", [](const Tensor& t) { return mean(t * t, {0}) * sum(t, {1}, true); }, -1},
   };
   Generator gen(5);
   for (const auto& fn : fns) {

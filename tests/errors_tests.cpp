@@ -2,6 +2,7 @@
 // starts with the op in brackets and names the shapes (or dtypes, devices, indices) involved.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <type_traits>
 
 #include "test_utils.h"
@@ -182,6 +183,15 @@ TEST_CASE("errors: devices") {
   CHECK_ERROR(DeviceError, "embedding", embedding(g, ids({0})), "cpu", "cuda:0");
   CHECK_ERROR(DeviceError, "to_device", c.to(Device(DeviceType::CUDA, cuda::device_count())), "does not exist");
   CHECK_NOTHROW(g * scalar_tensor(2.0));
+}
+
+TEST_CASE("logging: one named logger per area, level from MINIDL_LOG_LEVEL") {
+  // tests/CMakeLists.txt also runs this with MINIDL_LOG_LEVEL=debug.
+  spdlog::logger& l = log("tests");
+  CHECK(l.name() == "minidl.tests");
+  CHECK(&log("tests") == &l);
+  const char* env = std::getenv("MINIDL_LOG_LEVEL");
+  CHECK(l.level() == (env ? spdlog::level::from_str(env) : spdlog::level::warn));
 }
 
 TEST_CASE("errors: every error is a minidl::Error and a std::runtime_error") {

@@ -1265,6 +1265,7 @@ TEST_CASE("op cross_entropy with ignore_index") {
       {in({5, 4}), explicit_ids({5}, {2, 0, 2, 3, 1}), 2},
       {in({1, 7}, C, -20, 20), ids({1}, 0, 7), -100},
       {in({256, 1000}), ids({256}, 0, 1000), -100},
+      {in({0, 4}), ids({0}, 0, 4), -100},  // no rows: NaN, as PyTorch's mean over nothing
   };
   for (const auto& s : specs) {
     int64_t ignore = s.ignore;
@@ -1322,6 +1323,12 @@ TEST_CASE("op dropout: seeded, scaled, identity when not training") {
       CHECK(dropout(x, p, false).is_same(x));
       CHECK(dropout(x, 0.0).is_same(x));
     }
+  // With a generator made afresh on every call, dropout is a fixed function: gradcheck it.
+  GradcheckResult r = gradcheck([p](const std::vector<Tensor>& in) {
+    Generator fixed(3);
+    return dropout(in[0] * in[0], p, true, &fixed);
+  }, {randn({4, 5}, {.dtype = kFloat64, .requires_grad = true})});
+  CHECK_MESSAGE(r.ok, r.message);
   // The gradient is the mask scaled by 1/(1-p): for x = 1 it equals the output.
   Tensor x = ones({500}, {.dtype = kFloat64, .requires_grad = true});
   Generator g(7);
