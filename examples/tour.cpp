@@ -19,11 +19,12 @@ int main() {
 
   // ---- Ops: broadcasting, views that share storage, reductions, row ops
   Tensor b = a + from_vector<float>({10, 20, 30});  // (2, 3) + (3,) broadcasts
-  Tensor at = a.t();                                 // a view: no copy, strides (1, 3)
+  Tensor at = a.t();                                // a view: no copy, strides (1, 3)
   std::cout << "b = " << b << "\n";
   std::cout << "a.t() strides: (" << at.strides()[0] << ", " << at.strides()[1] << ")\n";
   std::cout << "a @ a.t() = " << matmul(a, at) << "\n";
-  std::cout << "row maxima: " << max(a, {1}) << ", softmax(a)[0]: " << softmax(a, -1).select(0, 0) << "\n";
+  std::cout << "row maxima: " << max(a, {1}) << ", softmax(a)[0]: " << softmax(a, -1).select(0, 0)
+            << "\n";
   std::cout << "column means of a + noise: " << (a + noise).mean({0}) << "\n";
 
   // ---- Autograd: fit y = 2x - 1 with a linear model and plain SGD

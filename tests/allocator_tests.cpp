@@ -95,8 +95,8 @@ TEST_CASE("a limit raises OutOfMemoryError naming the sizes, and leaks nothing")
   } catch (const OutOfMemoryError& e) {
     const std::string m = e.what();
     CHECK(m.rfind("[full]", 0) == 0);
-    CHECK(m.find(format_bytes(400000)) != std::string::npos);   // requested
-    CHECK(m.find(format_bytes(before)) != std::string::npos);   // allocated
+    CHECK(m.find(format_bytes(400000)) != std::string::npos);         // requested
+    CHECK(m.find(format_bytes(before)) != std::string::npos);         // allocated
     CHECK(m.find(format_bytes(before + 8192)) != std::string::npos);  // limit
   }
   CHECK(memory_allocated() == before);

@@ -107,8 +107,9 @@ TEST_CASE("backward without a gradient needs a scalar; the error names the shape
   CHECK(msg.find("[backward]") == 0);
   CHECK(msg.find("(2, 3)") != std::string::npos);
   // A gradient of the wrong shape names both shapes.
-  const std::string shape_msg =
-      error_of<ShapeError>([&] { y.backward(ones({3, 2}, {.dtype = kFloat64})); });
+  const std::string shape_msg = error_of<ShapeError>([&] {
+    y.backward(ones({3, 2}, {.dtype = kFloat64}));
+  });
   CHECK(shape_msg.find("(3, 2)") != std::string::npos);
   CHECK(shape_msg.find("(2, 3)") != std::string::npos);
   // An output without history cannot be backpropagated.
@@ -177,7 +178,8 @@ TEST_CASE("grad(): gradients returned, .grad untouched") {
   // Gradients w.r.t. an intermediate, with a given output gradient.
   Tensor h = x * 2.0;
   Tensor o = h * h;
-  std::vector<Tensor> gh = grad({o}, {h}, {from_vector<double>({1, 0, 1}, {}, {.dtype = kFloat64})});
+  std::vector<Tensor> gh =
+      grad({o}, {h}, {from_vector<double>({1, 0, 1}, {}, {.dtype = kFloat64})});
   CHECK(values(gh[0]) == std::vector<double>{4, 0, 12});
   // An input the output does not depend on gets an undefined tensor.
   Tensor unused = leaf({1});
@@ -203,7 +205,10 @@ TEST_CASE("requires_grad_ rules and integer results without gradient") {
   x.requires_grad_(false);
   CHECK_FALSE(x.requires_grad());
   // Only floating tensors can require grad.
-  const std::string msg = error_of<DTypeError>([] { Tensor i = ones({2}, {.dtype = kInt64}); i.requires_grad_(); });
+  const std::string msg = error_of<DTypeError>([] {
+    Tensor i = ones({2}, {.dtype = kInt64});
+    i.requires_grad_();
+  });
   CHECK(msg.find("[requires_grad_]") == 0);
   CHECK(msg.find("int64") != std::string::npos);
   CHECK_THROWS_AS(ones({2}, {.dtype = kBool, .requires_grad = true}), DTypeError);
@@ -267,17 +272,34 @@ TEST_CASE("create_graph: second derivatives") {
       {"matmul", [](const Tensor& t) { return matmul(t, t.t()); }, -1},
       {"var", [](const Tensor& t) { return var(t, {1}); }, -1},
       {"max", [](const Tensor& t) { return max(t * t, {1}); }, 0.1},
-      {"views", [](const Tensor& t) { return (t.t().slice(0, 1, 3) * t.select(1, 2).unsqueeze(0)).expand({3, 2, 2}); }, -1},
-      {"cat", [](const Tensor& t) { return cat({t * t, t.slice(1, 0, 1)}, 1); }, -1},
-      {"embedding", [](const Tensor& t) {
+      {"views",
+       [](const Tensor& t) {
+         return (t.t().slice(0, 1, 3) * t.select(1, 2).unsqueeze(0)).expand({3, 2, 2});
+       },
+       -1},
+      {"cat",
+       [](const Tensor& t) {
+         return cat({t * t, t.slice(1, 0, 1)}, 1);
+       },
+       -1},
+      {"embedding",
+       [](const Tensor& t) {
          Tensor e = embedding(t, from_vector<int64_t>({1, 0, 1}, {}, {.dtype = kInt64}));
          return e * e;
-       }, -1},
-      {"cross_entropy", [](const Tensor& t) { return cross_entropy(t, from_vector<int64_t>({2, 0}, {}, {.dtype = kInt64})); }, -1},
-      {"where, masked_fill, maximum", [](const Tensor& t) {
-         Tensor m = from_vector<bool>({true, false, true, false, false, true}, {2, 3}, {.dtype = kBool});
+       },
+       -1},
+      {"cross_entropy",
+       [](const Tensor& t) {
+         return cross_entropy(t, from_vector<int64_t>({2, 0}, {}, {.dtype = kInt64}));
+       },
+       -1},
+      {"where, masked_fill, maximum",
+       [](const Tensor& t) {
+         Tensor m =
+             from_vector<bool>({true, false, true, false, false, true}, {2, 3}, {.dtype = kBool});
          return maximum(where(m, t * t, exp(t)), masked_fill(t * 2.0, m, 0.5));
-       }, -1},
+       },
+       -1},
       {"mean, sum", [](const Tensor& t) { return mean(t * t, {0}) * sum(t, {1}, true); }, -1},
   };
   Generator gen(5);
@@ -313,7 +335,8 @@ TEST_CASE("a graph is freed with its output; leaves outlive it") {
 TEST_CASE("gradcheck reports the element that disagrees") {
   // A function whose recorded gradient is wrong: y = x * stop(x) claims dy/dx = x, not 2x.
   Tensor x = leaf({1, 2});
-  GradcheckResult r = gradcheck([](const std::vector<Tensor>& in) { return in[0] * in[0].detach(); }, {x});
+  GradcheckResult r =
+      gradcheck([](const std::vector<Tensor>& in) { return in[0] * in[0].detach(); }, {x});
   CHECK_FALSE(r.ok);
   CHECK(r.message.find("input 0") != std::string::npos);
   CHECK(r.message.find("analytical 1") != std::string::npos);

@@ -74,7 +74,8 @@ double at(const Ref& x, const std::vector<int64_t>& idx) {
 }
 
 /// out[i] = f(xs[0][i], xs[1][i], ...) with numpy broadcasting.
-Ref pointwise(const std::vector<Ref>& xs, const std::function<double(const std::vector<double>&)>& f) {
+Ref pointwise(const std::vector<Ref>& xs,
+              const std::function<double(const std::vector<double>&)>& f) {
   Ref out;
   for (const Ref& x : xs) out.shape = ref_broadcast(out.shape, x.shape);
   std::vector<double> args(xs.size());
@@ -124,7 +125,8 @@ Ref reduce(const Ref& x, std::vector<int64_t> dims, bool keepdim,
 }
 
 /// Applies f to every 1-D row of x along dim (a row in, a row of the same length out).
-Ref along(const Ref& x, int64_t dim, const std::function<std::vector<double>(const std::vector<double>&)>& f) {
+Ref along(const Ref& x, int64_t dim,
+          const std::function<std::vector<double>(const std::vector<double>&)>& f) {
   if (x.shape.empty()) {
     Ref out = x;
     out.v = f(x.v);
@@ -235,10 +237,14 @@ enum class Layout {
 
 const char* layout_name(Layout l) {
   switch (l) {
-    case Layout::Contiguous: return "";
-    case Layout::Transposed: return " transposed";
-    case Layout::Sliced: return " sliced";
-    case Layout::Expanded: return " expanded";
+    case Layout::Contiguous:
+      return "";
+    case Layout::Transposed:
+      return " transposed";
+    case Layout::Sliced:
+      return " sliced";
+    case Layout::Expanded:
+      return " expanded";
   }
   return "";
 }
@@ -269,7 +275,8 @@ Arg values(Shape s, std::vector<double> v) {
 }
 /// Integer ids in [lo, hi) of dtype t.
 Arg ids(Shape s, int64_t lo, int64_t hi, DType t = kInt64) {
-  Arg a = in(std::move(s), Layout::Contiguous, static_cast<double>(lo), static_cast<double>(hi) - 1e-9);
+  Arg a =
+      in(std::move(s), Layout::Contiguous, static_cast<double>(lo), static_cast<double>(hi) - 1e-9);
   a.fixed = t;
   return a;
 }
@@ -342,7 +349,8 @@ ArgData make_data(const Arg& a, std::mt19937_64& rng) {
       d.storage_shape.back() = 2 * last + 1;
       // Elements the view skips hold NaN (or 1 for ids and masks): reading one shows.
       d.storage.assign(count(d.storage_shape), a.fixed ? 1.0 : NAN);
-      for (int64_t i = 0; i < n; ++i) d.storage[(i / last) * (2 * last + 1) + 1 + 2 * (i % last)] = d.logical[i];
+      for (int64_t i = 0; i < n; ++i)
+        d.storage[(i / last) * (2 * last + 1) + 1 + 2 * (i % last)] = d.logical[i];
       break;
     }
     case Layout::Expanded: {
@@ -371,10 +379,14 @@ Tensor make_tensor(const Arg& a, const ArgData& d, DType dt, Device dev) {
 
 Tensor view_as_arg(const Tensor& storage, const Arg& a, const ArgData& d) {
   switch (d.layout) {
-    case Layout::Contiguous: return storage;
-    case Layout::Transposed: return storage.transpose(-2, -1);
-    case Layout::Sliced: return storage.slice(-1, 1, 2 * a.shape.back() + 1, 2);
-    case Layout::Expanded: return storage.expand(a.shape);
+    case Layout::Contiguous:
+      return storage;
+    case Layout::Transposed:
+      return storage.transpose(-2, -1);
+    case Layout::Sliced:
+      return storage.slice(-1, 1, 2 * a.shape.back() + 1, 2);
+    case Layout::Expanded:
+      return storage.expand(a.shape);
   }
   return storage;
 }
@@ -382,12 +394,19 @@ Tensor view_as_arg(const Tensor& storage, const Arg& a, const ArgData& d) {
 /// v as the dtype t would store it (the reference sees what the op sees).
 double round_to(double v, DType t) {
   switch (t) {
-    case kFloat32: return static_cast<float>(v);
-    case kFloat16: return static_cast<float>(Half(static_cast<float>(v)));
-    case kBFloat16: return static_cast<float>(BFloat16(static_cast<float>(v)));
-    case kInt32: case kInt64: return std::trunc(v);
-    case kBool: return v != 0 ? 1 : 0;
-    default: return v;
+    case kFloat32:
+      return static_cast<float>(v);
+    case kFloat16:
+      return static_cast<float>(Half(static_cast<float>(v)));
+    case kBFloat16:
+      return static_cast<float>(BFloat16(static_cast<float>(v)));
+    case kInt32:
+    case kInt64:
+      return std::trunc(v);
+    case kBool:
+      return v != 0 ? 1 : 0;
+    default:
+      return v;
   }
 }
 
@@ -398,15 +417,15 @@ using RefFn = std::function<Ref(const std::vector<Ref>&)>;
 
 /// One op applied to one set of inputs.
 struct OpCase {
-  std::string op;     // "add", "sum dims=(1,) keepdim", ...
+  std::string op;  // "add", "sum dims=(1,) keepdim", ...
   std::vector<Arg> args;
   OpFn fn;
   RefFn ref;
   bool differentiable = true;
   std::optional<DType> out_dtype;  // the output's dtype when not the input's (bool, int64)
   std::vector<DType> dtypes = {kFloat32, kFloat16, kBFloat16};  // float64 runs on the CPU too
-  double tol16 = 1e-2;             // relative tolerance for float16/bfloat16 results
-  double scale = 1;                // absolute error allowed, in units of the tolerance
+  double tol16 = 1e-2;  // relative tolerance for float16/bfloat16 results
+  double scale = 1;     // absolute error allowed, in units of the tolerance
 
   OpCase(std::string op_, std::vector<Arg> args_, OpFn fn_, RefFn ref_)
       : op(std::move(op_)), args(std::move(args_)), fn(std::move(fn_)), ref(std::move(ref_)) {}
@@ -436,14 +455,18 @@ std::vector<ArgData> case_data(const OpCase& c) {
 
 double tolerance(DType t, const OpCase& c) {
   switch (t) {
-    case kFloat64: return 1e-10;
-    case kFloat32: return 1e-5;
-    default: return c.tol16;
+    case kFloat64:
+      return 1e-10;
+    case kFloat32:
+      return 1e-5;
+    default:
+      return c.tol16;
   }
 }
 
 /// Checks got against want elementwise: |got - want| <= tol * (|want| + scale); NaN matches NaN.
-void check_values(const Tensor& got_t, const Ref& want, double tol, double scale, const std::string& what) {
+void check_values(const Tensor& got_t, const Ref& want, double tol, double scale,
+                  const std::string& what) {
   CHECK_MESSAGE(got_t.shape() == want.shape, what, ": shape ", str(got_t.shape()), ", expected ",
                 str(want.shape));
   if (got_t.shape() != want.shape) return;
@@ -455,7 +478,8 @@ void check_values(const Tensor& got_t, const Ref& want, double tol, double scale
     if (std::isnan(w) && std::isnan(g)) continue;
     if (std::isinf(w) && g == w) continue;
     const double err = std::abs(g - w) / (std::abs(w) + scale);
-    if (!(err <= worst)) worst = std::isnan(err) ? INFINITY : err, worst_i = static_cast<int64_t>(i);
+    if (!(err <= worst))
+      worst = std::isnan(err) ? INFINITY : err, worst_i = static_cast<int64_t>(i);
   }
   if (worst_i < 0) return;
   CHECK_MESSAGE(worst <= tol, what, ": element ", worst_i, " (index ",
@@ -487,7 +511,8 @@ void check_forward(const OpCase& c, const std::vector<ArgData>& data) {
         const DType want_dt = c.out_dtype ? *c.out_dtype : dt;
         CHECK_MESSAGE(out.dtype() == want_dt, what, ": dtype ", dtype_name(out.dtype()));
         CHECK_MESSAGE(out.device() == dev, what, ": device ", out.device().str());
-        check_values(out, c.ref(refs), is_floating(want_dt) ? tolerance(dt, c) : 0.0, c.scale, what);
+        check_values(out, c.ref(refs), is_floating(want_dt) ? tolerance(dt, c) : 0.0, c.scale,
+                     what);
       } catch (const std::exception& e) {
         FAIL_CHECK(what << " threw: " << std::string(e.what()));
       }
@@ -496,7 +521,8 @@ void check_forward(const OpCase& c, const std::vector<ArgData>& data) {
 
 /// The leaves of a gradient check: each input's storage in dtype on dev, requiring grad where
 /// the input is floating and differentiated.
-std::vector<Tensor> grad_leaves(const OpCase& c, const std::vector<ArgData>& data, DType dt, Device dev) {
+std::vector<Tensor> grad_leaves(const OpCase& c, const std::vector<ArgData>& data, DType dt,
+                                Device dev) {
   std::vector<Tensor> leaves;
   for (size_t i = 0; i < c.args.size(); ++i) {
     Tensor s = make_tensor(c.args[i], data[i], dt, dev);
@@ -506,9 +532,11 @@ std::vector<Tensor> grad_leaves(const OpCase& c, const std::vector<ArgData>& dat
   return leaves;
 }
 
-Tensor apply_case(const OpCase& c, const std::vector<ArgData>& data, const std::vector<Tensor>& leaves) {
+Tensor apply_case(const OpCase& c, const std::vector<ArgData>& data,
+                  const std::vector<Tensor>& leaves) {
   std::vector<Tensor> xs;
-  for (size_t i = 0; i < c.args.size(); ++i) xs.push_back(view_as_arg(leaves[i], c.args[i], data[i]));
+  for (size_t i = 0; i < c.args.size(); ++i)
+    xs.push_back(view_as_arg(leaves[i], c.args[i], data[i]));
   return c.fn(xs);
 }
 
@@ -522,11 +550,13 @@ void check_gradients_or_throw(const OpCase& c, const std::vector<ArgData>& data)
   // gradcheck builds a full Jacobian: only for small cases (large ones test kernels' blocking).
   std::vector<Tensor> leaves = grad_leaves(c, data, kFloat64, kCPU);
   Tensor out64 = apply_case(c, data, leaves);
-  REQUIRE_MESSAGE(out64.requires_grad(), c.name(), ": differentiable, but the output has no history");
+  REQUIRE_MESSAGE(out64.requires_grad(), c.name(),
+                  ": differentiable, but the output has no history");
   if (input_elements(data) + out64.numel() <= 400) {
     const std::string what = "gradcheck " + c.name();
     try {
-      GradcheckResult r = gradcheck([&](const std::vector<Tensor>& x) { return apply_case(c, data, x); }, leaves);
+      GradcheckResult r =
+          gradcheck([&](const std::vector<Tensor>& x) { return apply_case(c, data, x); }, leaves);
       CHECK_MESSAGE(r.ok, what, ": ", r.message);
     } catch (const std::exception& e) {
       FAIL_CHECK(what << " threw: " << std::string(e.what()));
@@ -593,9 +623,9 @@ double gelu_ref(double x) {
 /// Inputs every unary op runs on: 0-dim, empty, odd sizes, each layout, and sizes large enough
 /// for the parallel CPU path.
 std::vector<Arg> unary_inputs(double lo, double hi) {
-  return {in({}, C, lo, hi),       in({0}, C, lo, hi),       in({7}, C, lo, hi),
-          in({3, 5}, C, lo, hi),   in({3, 5}, T, lo, hi),    in({4, 6}, S, lo, hi),
-          in({3, 4}, E, lo, hi),   in({2, 3, 5}, T, lo, hi), in({2, 0, 3}, C, lo, hi),
+  return {in({}, C, lo, hi),        in({0}, C, lo, hi),       in({7}, C, lo, hi),
+          in({3, 5}, C, lo, hi),    in({3, 5}, T, lo, hi),    in({4, 6}, S, lo, hi),
+          in({3, 4}, E, lo, hi),    in({2, 3, 5}, T, lo, hi), in({2, 0, 3}, C, lo, hi),
           in({67, 129}, C, lo, hi), in({129, 67}, T, lo, hi)};
 }
 
@@ -628,7 +658,9 @@ TEST_CASE("op unary: neg exp log sqrt rsqrt abs sign tanh sigmoid relu gelu silu
     for (const Arg& a : unary_inputs(u.lo, u.hi)) {
       auto fn = u.fn;
       auto ref = u.ref;
-      check_op({u.name, {a}, [fn](const std::vector<Tensor>& x) { return fn(x[0]); },
+      check_op({u.name,
+                {a},
+                [fn](const std::vector<Tensor>& x) { return fn(x[0]); },
                 [ref](const std::vector<Ref>& x) { return map1(x[0], ref); }});
     }
 }
@@ -685,11 +717,20 @@ struct ShapePair {
 /// Operand shapes of binary ops: equal, broadcast both ways, 0-dim scalars, empty, each layout,
 /// and sizes large enough for the parallel CPU path.
 const ShapePair kPairs[] = {
-    {{3, 4}, C, {3, 4}, C},      {{3, 1}, C, {1, 4}, C},     {{2, 3, 4}, C, {4}, C},
-    {{2, 1, 4}, C, {3, 1}, C},   {{}, C, {3}, C},            {{3}, C, {}, C},
-    {{}, C, {}, C},              {{0, 3}, C, {1, 3}, C},     {{3, 4}, T, {3, 4}, S},
-    {{3, 4}, E, {3, 1}, T},      {{4, 5}, S, {5}, C},        {{2, 3, 4}, T, {2, 3, 4}, E},
-    {{130, 257}, C, {257}, C},   {{257, 130}, T, {257, 130}, C},
+    {{3, 4}, C, {3, 4}, C},
+    {{3, 1}, C, {1, 4}, C},
+    {{2, 3, 4}, C, {4}, C},
+    {{2, 1, 4}, C, {3, 1}, C},
+    {{}, C, {3}, C},
+    {{3}, C, {}, C},
+    {{}, C, {}, C},
+    {{0, 3}, C, {1, 3}, C},
+    {{3, 4}, T, {3, 4}, S},
+    {{3, 4}, E, {3, 1}, T},
+    {{4, 5}, S, {5}, C},
+    {{2, 3, 4}, T, {2, 3, 4}, E},
+    {{130, 257}, C, {257}, C},
+    {{257, 130}, T, {257, 130}, C},
 };
 
 }  // namespace
@@ -699,7 +740,8 @@ TEST_CASE("op binary: add sub mul div pow maximum minimum, broadcast and strided
     for (const ShapePair& p : kPairs) {
       auto fn = b.fn;
       auto ref = b.ref;
-      check_op({b.name, {in(p.a, p.la, b.alo, b.ahi), in(p.b, p.lb, b.blo, b.bhi)},
+      check_op({b.name,
+                {in(p.a, p.la, b.alo, b.ahi), in(p.b, p.lb, b.blo, b.bhi)},
                 [fn](const std::vector<Tensor>& x) { return fn(x[0], x[1]); },
                 [ref](const std::vector<Ref>& x) { return map2(x[0], x[1], ref); }});
     }
@@ -722,15 +764,19 @@ TEST_CASE("op binary with a number: x + s, s - x, x * s, s / x, pow(x, s)") {
       {"x / 4", [](const Tensor& x) { return x / 4.0; }, [](double x) { return x / 4; }, -2, 2},
       {"3 / x", [](const Tensor& x) { return 3.0 / x; }, [](double x) { return 3 / x; }, 0.5, 2},
       {"-x", [](const Tensor& x) { return -x; }, [](double x) { return -x; }, -2, 2},
-      {"pow(x, 3)", [](const Tensor& x) { return pow(x, 3.0); }, [](double x) { return x * x * x; }, -2, 2},
-      {"pow(x, 0.5)", [](const Tensor& x) { return pow(x, 0.5); }, [](double x) { return std::sqrt(x); }, 0.5, 2},
-      {"pow(x, -1.5)", [](const Tensor& x) { return pow(x, -1.5); }, [](double x) { return std::pow(x, -1.5); }, 0.5, 2},
+      {"pow(x, 3)", [](const Tensor& x) { return pow(x, 3.0); }, [](double x) { return x * x * x; },
+       -2, 2},
+      {"pow(x, 0.5)", [](const Tensor& x) { return pow(x, 0.5); },
+       [](double x) { return std::sqrt(x); }, 0.5, 2},
+      {"pow(x, -1.5)", [](const Tensor& x) { return pow(x, -1.5); },
+       [](double x) { return std::pow(x, -1.5); }, 0.5, 2},
   };
   for (const auto& sc : cases)
     for (Layout l : {C, T}) {
       auto fn = sc.fn;
       auto ref = sc.ref;
-      check_op({sc.name, {in({3, 5}, l, sc.lo, sc.hi)},
+      check_op({sc.name,
+                {in({3, 5}, l, sc.lo, sc.hi)},
                 [fn](const std::vector<Tensor>& x) { return fn(x[0]); },
                 [ref](const std::vector<Ref>& x) { return map1(x[0], ref); }});
     }
@@ -750,17 +796,23 @@ TEST_CASE("op comparisons: eq ne lt le gt ge") {
       {"gt", minidl::gt, [](double a, double b) { return a > b; }},
       {"ge", minidl::ge, [](double a, double b) { return a >= b; }},
   };
-  const ShapePair pairs[] = {{{3, 4}, C, {3, 4}, C}, {{3, 1}, C, {1, 4}, C}, {{}, C, {5}, C},
-                             {{3, 4}, T, {3, 4}, S}, {{0, 2}, C, {2}, C}};
+  const ShapePair pairs[] = {{{3, 4}, C, {3, 4}, C},
+                             {{3, 1}, C, {1, 4}, C},
+                             {{}, C, {5}, C},
+                             {{3, 4}, T, {3, 4}, S},
+                             {{0, 2}, C, {2}, C}};
   for (const auto& s : specs)
     for (const auto& p : pairs) {
       Arg a = in(p.a, p.la, -2, 2), b = in(p.b, p.lb, -2, 2);
       a.integer = b.integer = true;  // small integers, so that ties occur
       auto fn = s.fn;
       auto ref = s.ref;
-      OpCase c{s.name, {a, b}, [fn](const std::vector<Tensor>& x) { return fn(x[0], x[1]); },
+      OpCase c{s.name,
+               {a, b},
+               [fn](const std::vector<Tensor>& x) { return fn(x[0], x[1]); },
                [ref](const std::vector<Ref>& x) {
-                 return map2(x[0], x[1], [ref](double u, double v) { return ref(u, v) ? 1.0 : 0.0; });
+                 return map2(x[0], x[1],
+                             [ref](double u, double v) { return ref(u, v) ? 1.0 : 0.0; });
                }};
       c.differentiable = false;
       c.out_dtype = kBool;
@@ -796,7 +848,8 @@ TEST_CASE("op where and masked_fill") {
   for (double value : {-2.5, 0.0}) {
     auto mf_fn = [value](const std::vector<Tensor>& x) { return masked_fill(x[0], x[1], value); };
     auto mf_ref = [value](const std::vector<Ref>& x) {
-      return pointwise(x, [value](const std::vector<double>& v) { return v[1] != 0 ? value : v[0]; });
+      return pointwise(x,
+                       [value](const std::vector<double>& v) { return v[1] != 0 ? value : v[0]; });
     };
     const std::vector<std::vector<Arg>> mf_args = {
         {in({3, 4}), mask({3, 4})},       {in({3, 4}, T), mask({1, 4})},
@@ -807,20 +860,25 @@ TEST_CASE("op where and masked_fill") {
       check_op({"masked_fill value=" + std::to_string(value), args, mf_fn, mf_ref});
   }
   // -inf fill, as causal attention uses it (forward; the filled entries carry no gradient).
-  OpCase inf{"masked_fill value=-inf", {in({4, 4}), mask({4, 4})},
+  OpCase inf{"masked_fill value=-inf",
+             {in({4, 4}), mask({4, 4})},
              [](const std::vector<Tensor>& x) { return masked_fill(x[0], x[1], -INFINITY); },
-             [](const std::vector<Ref>& x) { return map2(x[0], x[1], [](double v, double m) { return m != 0 ? -INFINITY : v; }); }};
+             [](const std::vector<Ref>& x) {
+               return map2(x[0], x[1], [](double v, double m) { return m != 0 ? -INFINITY : v; });
+             }};
   inf.differentiable = false;
   check_op(inf);
 }
 
 TEST_CASE("op triu and tril") {
-  const std::vector<Arg> inputs = {in({4, 5}), in({5, 3}), in({2, 3, 4}, T), in({3, 7}, S),
+  const std::vector<Arg> inputs = {in({4, 5}),    in({5, 3}), in({2, 3, 4}, T), in({3, 7}, S),
                                    in({6, 6}, E), in({0, 3}), in({2, 70, 300})};
   for (bool upper : {true, false})
     for (int64_t k : {-2, -1, 0, 2})
       for (const Arg& a : inputs) {
-        auto fn = [upper, k](const std::vector<Tensor>& x) { return upper ? triu(x[0], k) : tril(x[0], k); };
+        auto fn = [upper, k](const std::vector<Tensor>& x) {
+          return upper ? triu(x[0], k) : tril(x[0], k);
+        };
         auto ref = [upper, k](const std::vector<Ref>& x) {
           Ref out = x[0];
           const int64_t rows = x[0].shape[x[0].shape.size() - 2], cols = x[0].shape.back();
@@ -835,7 +893,8 @@ TEST_CASE("op triu and tril") {
   // The causal mask of attention: tril of ones, as bool.
   Tensor m = tril(ones({3, 3}, {.dtype = kBool}));
   CHECK(m.dtype() == kBool);
-  CHECK(m.to_vector<bool>() == std::vector<bool>{true, false, false, true, true, false, true, true, true});
+  CHECK(m.to_vector<bool>() ==
+        std::vector<bool>{true, false, false, true, true, false, true, true, true});
   CHECK(Tensor(ones({2, 3})).triu(1).to_vector<float>() == std::vector<float>{0, 1, 1, 0, 0, 1});
   CHECK(Tensor(ones({2, 3})).tril(-1).to_vector<float>() == std::vector<float>{0, 0, 0, 1, 0, 0});
 }
@@ -857,7 +916,8 @@ TEST_CASE("op type promotion and mixed dtypes") {
   CHECK((b + i32).to_vector<int32_t>() == std::vector<int32_t>{2, 2});
   // True division and pow of integers give float32.
   CHECK((i64 / i64).dtype() == kFloat32);
-  CHECK((i32 / from_vector<int32_t>({2, 4}, {}, {.dtype = kInt32})).to_vector<float>() == std::vector<float>{0.5f, 0.5f});
+  CHECK((i32 / from_vector<int32_t>({2, 4}, {}, {.dtype = kInt32})).to_vector<float>() ==
+        std::vector<float>{0.5f, 0.5f});
   CHECK(pow(i64, 2.0).dtype() == kFloat32);
   CHECK(pow(i64, 2.0).to_vector<float>() == std::vector<float>{9, 16});
   // A number keeps the tensor's dtype; a fractional number turns integers into float32.
@@ -903,10 +963,18 @@ std::string dims_str(const std::vector<int64_t>& dims, bool keepdim) {
 /// sizes large enough for the parallel CPU path.
 std::vector<ReduceSpec> reduce_specs(bool allow_empty) {
   std::vector<ReduceSpec> s = {
-      {in({3, 4, 5}), {}, false},     {in({3, 4, 5}), {1}, true},     {in({3, 4, 5}), {-1}, false},
-      {in({3, 4, 5}), {0, 2}, true},  {in({3, 4, 5}, T), {0}, false}, {in({3, 4, 5}, S), {2}, true},
-      {in({3, 4, 5}, E), {0, 1}, false}, {in({7}), {0}, false},       {in({}), {}, false},
-      {in({}), {0}, true},            {in({300, 301}), {0}, false},   {in({301, 300}, T), {1}, true},
+      {in({3, 4, 5}), {}, false},
+      {in({3, 4, 5}), {1}, true},
+      {in({3, 4, 5}), {-1}, false},
+      {in({3, 4, 5}), {0, 2}, true},
+      {in({3, 4, 5}, T), {0}, false},
+      {in({3, 4, 5}, S), {2}, true},
+      {in({3, 4, 5}, E), {0, 1}, false},
+      {in({7}), {0}, false},
+      {in({}), {}, false},
+      {in({}), {0}, true},
+      {in({300, 301}), {0}, false},
+      {in({301, 300}, T), {1}, true},
       {in({2, 20000}), {1}, false},
   };
   if (allow_empty) {
@@ -927,13 +995,17 @@ TEST_CASE("op sum, mean, max, min over dims with keepdim") {
   };
   const std::vector<Spec> specs = {
       {"sum", minidl::sum, sum_of, true},
-      {"mean", minidl::mean, [](const std::vector<double>& v) { return sum_of(v) / static_cast<double>(v.size()); }, true},
+      {"mean", minidl::mean,
+       [](const std::vector<double>& v) { return sum_of(v) / static_cast<double>(v.size()); },
+       true},
       {"max", minidl::max, max_of, false},
-      {"min", minidl::min, [](const std::vector<double>& v) {
+      {"min", minidl::min,
+       [](const std::vector<double>& v) {
          double m = INFINITY;
          for (double x : v) m = std::min(m, x);
          return m;
-       }, false},
+       },
+       false},
   };
   for (const auto& sp : specs)
     for (const auto& r : reduce_specs(sp.allow_empty)) {
@@ -941,9 +1013,11 @@ TEST_CASE("op sum, mean, max, min over dims with keepdim") {
       auto ref = sp.ref;
       auto dims = r.dims;
       bool keep = r.keepdim;
-      OpCase c{sp.name + dims_str(dims, keep), {r.x},
-               [fn, dims, keep](const std::vector<Tensor>& x) { return fn(x[0], dims, keep); },
-               [ref, dims, keep](const std::vector<Ref>& x) { return reduce(x[0], dims, keep, ref); }};
+      OpCase c{
+          sp.name + dims_str(dims, keep),
+          {r.x},
+          [fn, dims, keep](const std::vector<Tensor>& x) { return fn(x[0], dims, keep); },
+          [ref, dims, keep](const std::vector<Ref>& x) { return reduce(x[0], dims, keep, ref); }};
       c.scale = 4;  // sums of thousands of terms: absolute error grows with the count
       check_op(c);
     }
@@ -983,14 +1057,15 @@ TEST_CASE("op argmax over a dim") {
     int64_t dim;
     bool keepdim;
   };
-  const std::vector<Spec> specs = {{in({3, 4, 5}), 0, false}, {in({3, 4, 5}, T), 1, true},
-                                   {in({3, 4, 5}, S), -1, false}, {in({7}), 0, false},
-                                   {in({}), 0, false},           {in({300, 301}), 1, false},
-                                   {in({301, 300}, T), 0, true}};
+  const std::vector<Spec> specs = {
+      {in({3, 4, 5}), 0, false},   {in({3, 4, 5}, T), 1, true}, {in({3, 4, 5}, S), -1, false},
+      {in({7}), 0, false},         {in({}), 0, false},          {in({300, 301}), 1, false},
+      {in({301, 300}, T), 0, true}};
   for (const auto& s : specs) {
     int64_t dim = s.dim;
     bool keep = s.keepdim;
-    OpCase c{"argmax" + dims_str({dim}, keep), {s.x},
+    OpCase c{"argmax" + dims_str({dim}, keep),
+             {s.x},
              [dim, keep](const std::vector<Tensor>& x) { return argmax(x[0], dim, keep); },
              [dim, keep](const std::vector<Ref>& x) {
                if (x[0].shape.empty()) return Ref{{}, {0}};
@@ -1017,23 +1092,26 @@ TEST_CASE("op var with correction and keepdim") {
     int64_t correction;
     bool keepdim;
   };
-  const std::vector<Spec> specs = {{in({3, 4, 5}), {}, 1, false},   {in({3, 4, 5}), {1}, 0, true},
-                                   {in({3, 4, 5}, T), {0, 2}, 1, false}, {in({7}), {0}, 1, false},
-                                   {in({4, 6}, S), {-1}, 0, false},  {in({200, 301}), {1}, 1, false}};
+  const std::vector<Spec> specs = {
+      {in({3, 4, 5}), {}, 1, false},        {in({3, 4, 5}), {1}, 0, true},
+      {in({3, 4, 5}, T), {0, 2}, 1, false}, {in({7}), {0}, 1, false},
+      {in({4, 6}, S), {-1}, 0, false},      {in({200, 301}), {1}, 1, false}};
   for (const auto& s : specs) {
     auto dims = s.dims;
     int64_t corr = s.correction;
     bool keep = s.keepdim;
-    OpCase c{"var correction=" + std::to_string(corr) + dims_str(dims, keep), {s.x},
-             [dims, corr, keep](const std::vector<Tensor>& x) { return var(x[0], dims, corr, keep); },
-             [dims, corr, keep](const std::vector<Ref>& x) {
-               return reduce(x[0], dims, keep, [corr](const std::vector<double>& v) {
-                 const double m = sum_of(v) / static_cast<double>(v.size());
-                 double s2 = 0;
-                 for (double e : v) s2 += (e - m) * (e - m);
-                 return s2 / static_cast<double>(static_cast<int64_t>(v.size()) - corr);
-               });
-             }};
+    OpCase c{
+        "var correction=" + std::to_string(corr) + dims_str(dims, keep),
+        {s.x},
+        [dims, corr, keep](const std::vector<Tensor>& x) { return var(x[0], dims, corr, keep); },
+        [dims, corr, keep](const std::vector<Ref>& x) {
+          return reduce(x[0], dims, keep, [corr](const std::vector<double>& v) {
+            const double m = sum_of(v) / static_cast<double>(v.size());
+            double s2 = 0;
+            for (double e : v) s2 += (e - m) * (e - m);
+            return s2 / static_cast<double>(static_cast<int64_t>(v.size()) - corr);
+          });
+        }};
     c.tol16 = 3e-2;  // composite: each step rounds to 16 bits
     check_op(c);
   }
@@ -1059,24 +1137,30 @@ TEST_CASE("op softmax and log_softmax") {
     Arg x;
     int64_t dim;
   };
-  const std::vector<Spec> specs = {{in({3, 5}), -1}, {in({3, 5}), 0},      {in({2, 3, 4}, T), 1},
-                                   {in({4, 6}, S), -1}, {in({3, 4}, E), 0}, {in({}), 0},
-                                   {in({7}, C, -20, 20), 0}, {in({0, 4}), 1}, {in({64, 1000}), -1},
-                                   {in({1000, 64}, T), 0}};
+  const std::vector<Spec> specs = {
+      {in({3, 5}), -1},     {in({3, 5}), 0},       {in({2, 3, 4}, T), 1},    {in({4, 6}, S), -1},
+      {in({3, 4}, E), 0},   {in({}), 0},           {in({7}, C, -20, 20), 0}, {in({0, 4}), 1},
+      {in({64, 1000}), -1}, {in({1000, 64}, T), 0}};
   for (bool log : {false, true})
     for (const auto& s : specs) {
       int64_t dim = s.dim;
-      check_op({std::string(log ? "log_softmax" : "softmax") + " dim=" + std::to_string(dim), {s.x},
-                [dim, log](const std::vector<Tensor>& x) { return log ? log_softmax(x[0], dim) : softmax(x[0], dim); },
+      check_op({std::string(log ? "log_softmax" : "softmax") + " dim=" + std::to_string(dim),
+                {s.x},
+                [dim, log](const std::vector<Tensor>& x) {
+                  return log ? log_softmax(x[0], dim) : softmax(x[0], dim);
+                },
                 [dim, log](const std::vector<Ref>& x) {
-                  return along(x[0], dim, [log](const std::vector<double>& r) { return softmax_row(r, log); });
+                  return along(x[0], dim,
+                               [log](const std::vector<double>& r) { return softmax_row(r, log); });
                 }});
     }
   // Masked entries (-inf, as causal attention makes them) get probability 0.
-  OpCase masked{"softmax with -inf entries", {values({2, 3}, {1, -INFINITY, 2, -INFINITY, 0.5, -INFINITY})},
+  OpCase masked{"softmax with -inf entries",
+                {values({2, 3}, {1, -INFINITY, 2, -INFINITY, 0.5, -INFINITY})},
                 [](const std::vector<Tensor>& x) { return softmax(x[0], -1); },
                 [](const std::vector<Ref>& x) {
-                  return along(x[0], -1, [](const std::vector<double>& r) { return softmax_row(r, false); });
+                  return along(x[0], -1,
+                               [](const std::vector<double>& r) { return softmax_row(r, false); });
                 }};
   masked.differentiable = false;
   check_op(masked);
@@ -1092,10 +1176,10 @@ TEST_CASE("op layer_norm with and without affine") {
     bool affine;
     Layout wl;
   };
-  const std::vector<Spec> specs = {{in({3, 5}), false, C},   {in({3, 5}), true, C},
+  const std::vector<Spec> specs = {{in({3, 5}), false, C},      {in({3, 5}), true, C},
                                    {in({2, 3, 8}, T), true, S}, {in({4, 6}, S), true, C},
-                                   {in({3, 4}, E), false, C}, {in({7}), true, C},
-                                   {in({0, 5}), true, C},     {in({64, 257}), true, C}};
+                                   {in({3, 4}, E), false, C},   {in({7}), true, C},
+                                   {in({0, 5}), true, C},       {in({64, 257}), true, C}};
   const double eps = 1e-5;
   for (const auto& s : specs) {
     const int64_t c = s.x.shape.back();
@@ -1119,8 +1203,9 @@ TEST_CASE("op layer_norm with and without affine") {
                   for (double e : r) o.push_back((e - m) / std::sqrt(v + eps));
                   return o;
                 });
-                if (affine) out = map2(map2(out, x[1], [](double a, double w) { return a * w; }), x[2],
-                                       [](double a, double b) { return a + b; });
+                if (affine)
+                  out = map2(map2(out, x[1], [](double a, double w) { return a * w; }), x[2],
+                             [](double a, double b) { return a + b; });
                 return out;
               }});
   }
@@ -1158,7 +1243,9 @@ TEST_CASE("op matmul: batched, broadcast batch dims, transposed views, 1-D opera
       {in({130, 70}), in({2, 70, 129}, T)},
   };
   for (const auto& s : specs) {
-    OpCase c{"matmul", {s.a, s.b}, [](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); },
+    OpCase c{"matmul",
+             {s.a, s.b},
+             [](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); },
              [](const std::vector<Ref>& x) { return ref_matmul(x[0], x[1]); }};
     c.scale = 8;  // sums of up to 300 products
     check_op(c);
@@ -1186,13 +1273,16 @@ TEST_CASE("op embedding gathers rows and scatter-adds gradients") {
       {in({1000, 64}), ids({4, 300}, 0, 1000)},
   };
   for (const auto& s : specs)
-    check_op({"embedding", {s.weight, s.ids}, [](const std::vector<Tensor>& x) { return embedding(x[0], x[1]); },
+    check_op({"embedding",
+              {s.weight, s.ids},
+              [](const std::vector<Tensor>& x) { return embedding(x[0], x[1]); },
               [](const std::vector<Ref>& x) {
                 const int64_t d = x[0].shape[1];
                 Ref out{x[1].shape, {}};
                 out.shape.push_back(d);
                 for (double id : x[1].v)
-                  for (int64_t j = 0; j < d; ++j) out.v.push_back(x[0].v[static_cast<int64_t>(id) * d + j]);
+                  for (int64_t j = 0; j < d; ++j)
+                    out.v.push_back(x[0].v[static_cast<int64_t>(id) * d + j]);
                 return out;
               }});
 }
@@ -1212,7 +1302,8 @@ TEST_CASE("op cat along any dim") {
   };
   for (const auto& s : specs) {
     int64_t dim = s.dim;
-    check_op({"cat dim=" + std::to_string(dim), s.xs, [dim](const std::vector<Tensor>& x) { return cat(x, dim); },
+    check_op({"cat dim=" + std::to_string(dim), s.xs,
+              [dim](const std::vector<Tensor>& x) { return cat(x, dim); },
               [dim](const std::vector<Ref>& x) {
                 const int64_t d = dim < 0 ? dim + static_cast<int64_t>(x[0].shape.size()) : dim;
                 Ref out{x[0].shape, {}};
@@ -1269,7 +1360,8 @@ TEST_CASE("op cross_entropy with ignore_index") {
   };
   for (const auto& s : specs) {
     int64_t ignore = s.ignore;
-    OpCase c{"cross_entropy ignore_index=" + std::to_string(ignore), {s.logits, s.target},
+    OpCase c{"cross_entropy ignore_index=" + std::to_string(ignore),
+             {s.logits, s.target},
              [ignore](const std::vector<Tensor>& x) { return cross_entropy(x[0], x[1], ignore); },
              [ignore](const std::vector<Ref>& x) {
                const int64_t n = x[0].shape[0], cls = x[0].shape[1];
@@ -1288,7 +1380,8 @@ TEST_CASE("op cross_entropy with ignore_index") {
   }
   // Hand-computed: logits (0, 0) and target 0 give log 2; every target ignored gives NaN.
   Tensor z = zeros({3, 2});
-  CHECK(cross_entropy(z, from_vector<int64_t>({0, 1, -100}, {}, {.dtype = kInt64})).item() == doctest::Approx(std::log(2.0)));
+  CHECK(cross_entropy(z, from_vector<int64_t>({0, 1, -100}, {}, {.dtype = kInt64})).item() ==
+        doctest::Approx(std::log(2.0)));
   CHECK(std::isnan(cross_entropy(z, full({3}, -100, {.dtype = kInt64})).item()));
   // Ignored rows get no gradient.
   Tensor l = zeros({2, 2}, {.dtype = kFloat64, .requires_grad = true});
@@ -1309,8 +1402,10 @@ TEST_CASE("op dropout: seeded, scaled, identity when not training") {
       std::vector<double> va = a.cpu().to_vector<double>();
       int64_t zeros_seen = 0;
       for (double v : va) {
-        if (v == 0) ++zeros_seen;
-        else CHECK(v == doctest::Approx(1 / (1 - p)).epsilon(4e-3));  // 16-bit rounding of 1/0.7
+        if (v == 0)
+          ++zeros_seen;
+        else
+          CHECK(v == doctest::Approx(1 / (1 - p)).epsilon(4e-3));  // 16-bit rounding of 1/0.7
       }
       CHECK(static_cast<double>(zeros_seen) / 4000 == doctest::Approx(p).epsilon(0.15));
       // Same seed, same mask; another seed, another mask; the stream advances between calls.
@@ -1324,10 +1419,12 @@ TEST_CASE("op dropout: seeded, scaled, identity when not training") {
       CHECK(dropout(x, 0.0).is_same(x));
     }
   // With a generator made afresh on every call, dropout is a fixed function: gradcheck it.
-  GradcheckResult r = gradcheck([p](const std::vector<Tensor>& in) {
-    Generator fixed(3);
-    return dropout(in[0] * in[0], p, true, &fixed);
-  }, {randn({4, 5}, {.dtype = kFloat64, .requires_grad = true})});
+  GradcheckResult r = gradcheck(
+      [p](const std::vector<Tensor>& in) {
+        Generator fixed(3);
+        return dropout(in[0] * in[0], p, true, &fixed);
+      },
+      {randn({4, 5}, {.dtype = kFloat64, .requires_grad = true})});
   CHECK_MESSAGE(r.ok, r.message);
   // The gradient is the mask scaled by 1/(1-p): for x = 1 it equals the output.
   Tensor x = ones({500}, {.dtype = kFloat64, .requires_grad = true});
@@ -1344,7 +1441,8 @@ TEST_CASE("op dropout: seeded, scaled, identity when not training") {
 
 // ============================================================================ views and copies
 
-TEST_CASE("op views: reshape view permute transpose slice expand squeeze unsqueeze select flatten") {
+TEST_CASE(
+    "op views: reshape view permute transpose slice expand squeeze unsqueeze select flatten") {
   struct Spec {
     std::string name;
     Arg x;
@@ -1352,73 +1450,152 @@ TEST_CASE("op views: reshape view permute transpose slice expand squeeze unsquee
     std::function<Ref(const Ref&)> ref;
   };
   const std::vector<Spec> specs = {
-      {"reshape (2, 6)", in({3, 4}), [](const Tensor& x) { return x.reshape({2, 6}); },
-       [](const Ref& x) { return reshaped(x, {2, 6}); }},
-      {"reshape (4, -1)", in({3, 4}, T), [](const Tensor& x) { return x.reshape({4, -1}); },
-       [](const Ref& x) { return reshaped(x, {4, 3}); }},
-      {"reshape (12,) of a strided view (copies)", in({3, 4}, S), [](const Tensor& x) { return x.reshape({12}); },
+      {"reshape (2, 6)", in({3, 4}),
+       [](const Tensor& x) {
+         return x.reshape({2, 6});
+       },
+       [](const Ref& x) {
+         return reshaped(x, {2, 6});
+       }},
+      {"reshape (4, -1)", in({3, 4}, T),
+       [](const Tensor& x) {
+         return x.reshape({4, -1});
+       },
+       [](const Ref& x) {
+         return reshaped(x, {4, 3});
+       }},
+      {"reshape (12,) of a strided view (copies)", in({3, 4}, S),
+       [](const Tensor& x) { return x.reshape({12}); },
        [](const Ref& x) { return reshaped(x, {12}); }},
-      {"reshape (6, 4)", in({2, 3, 4}, E), [](const Tensor& x) { return x.reshape({6, 4}); },
-       [](const Ref& x) { return reshaped(x, {6, 4}); }},
+      {"reshape (6, 4)", in({2, 3, 4}, E),
+       [](const Tensor& x) {
+         return x.reshape({6, 4});
+       },
+       [](const Ref& x) {
+         return reshaped(x, {6, 4});
+       }},
       {"reshape () of one element", in({1, 1}), [](const Tensor& x) { return x.reshape({}); },
        [](const Ref& x) { return reshaped(x, {}); }},
-      {"reshape (0, 5)", in({5, 0}), [](const Tensor& x) { return x.reshape({0, 5}); },
-       [](const Ref& x) { return reshaped(x, {0, 5}); }},
-      {"view (2, 2, 3)", in({3, 4}), [](const Tensor& x) { return x.view({2, 2, 3}); },
-       [](const Ref& x) { return reshaped(x, {2, 2, 3}); }},
-      {"view (2, 2, 3) of a transposed view", in({4, 3}, T), [](const Tensor& x) { return x.view({2, 2, 3}); },
-       [](const Ref& x) { return reshaped(x, {2, 2, 3}); }},
-      {"permute (2, 0, 1)", in({2, 3, 4}), [](const Tensor& x) { return x.permute({2, 0, 1}); },
-       [](const Ref& x) { return permuted(x, {2, 0, 1}); }},
-      {"permute (-2, -1, 0)", in({2, 3, 4}, T), [](const Tensor& x) { return x.permute({-2, -1, 0}); },
-       [](const Ref& x) { return permuted(x, {1, 2, 0}); }},
+      {"reshape (0, 5)", in({5, 0}),
+       [](const Tensor& x) {
+         return x.reshape({0, 5});
+       },
+       [](const Ref& x) {
+         return reshaped(x, {0, 5});
+       }},
+      {"view (2, 2, 3)", in({3, 4}),
+       [](const Tensor& x) {
+         return x.view({2, 2, 3});
+       },
+       [](const Ref& x) {
+         return reshaped(x, {2, 2, 3});
+       }},
+      {"view (2, 2, 3) of a transposed view", in({4, 3}, T),
+       [](const Tensor& x) {
+         return x.view({2, 2, 3});
+       },
+       [](const Ref& x) {
+         return reshaped(x, {2, 2, 3});
+       }},
+      {"permute (2, 0, 1)", in({2, 3, 4}),
+       [](const Tensor& x) {
+         return x.permute({2, 0, 1});
+       },
+       [](const Ref& x) {
+         return permuted(x, {2, 0, 1});
+       }},
+      {"permute (-2, -1, 0)", in({2, 3, 4}, T),
+       [](const Tensor& x) {
+         return x.permute({-2, -1, 0});
+       },
+       [](const Ref& x) {
+         return permuted(x, {1, 2, 0});
+       }},
       {"transpose (0, 2)", in({2, 3, 4}, S), [](const Tensor& x) { return x.transpose(0, 2); },
-       [](const Ref& x) { return permuted(x, {2, 1, 0}); }},
-      {"t()", in({3, 5}), [](const Tensor& x) { return x.t(); }, [](const Ref& x) { return permuted(x, {1, 0}); }},
+       [](const Ref& x) {
+         return permuted(x, {2, 1, 0});
+       }},
+      {"t()", in({3, 5}), [](const Tensor& x) { return x.t(); },
+       [](const Ref& x) {
+         return permuted(x, {1, 0});
+       }},
       {"slice(1, 1, 5, 2)", in({5, 6}), [](const Tensor& x) { return x.slice(1, 1, 5, 2); },
        [](const Ref& x) { return sliced(x, 1, 1, 5, 2); }},
       {"slice(0, -3, -1)", in({5, 6}, T), [](const Tensor& x) { return x.slice(0, -3, -1); },
        [](const Ref& x) { return sliced(x, 0, 2, 4, 1); }},
-      {"slice(-1, 2, 100, 3)", in({4, 9}, S), [](const Tensor& x) { return x.slice(-1, 2, 100, 3); },
+      {"slice(-1, 2, 100, 3)", in({4, 9}, S),
+       [](const Tensor& x) { return x.slice(-1, 2, 100, 3); },
        [](const Ref& x) { return sliced(x, 1, 2, 9, 3); }},
       {"slice(0, 3, 3) (empty)", in({5, 2}), [](const Tensor& x) { return x.slice(0, 3, 3); },
        [](const Ref& x) { return sliced(x, 0, 3, 3, 1); }},
-      {"expand (2, 3, 4)", in({3, 1}), [](const Tensor& x) { return x.expand({2, 3, 4}); },
-       [](const Ref& x) { return pointwise({x, Ref{{2, 3, 4}, std::vector<double>(24)}}, [](const std::vector<double>& v) { return v[0]; }); }},
-      {"expand (3, -1)", in({1, 4}, S), [](const Tensor& x) { return x.expand({3, -1}); },
-       [](const Ref& x) { return pointwise({x, Ref{{3, 4}, std::vector<double>(12)}}, [](const std::vector<double>& v) { return v[0]; }); }},
+      {"expand (2, 3, 4)", in({3, 1}),
+       [](const Tensor& x) {
+         return x.expand({2, 3, 4});
+       },
+       [](const Ref& x) {
+         return pointwise({x, Ref{{2, 3, 4}, std::vector<double>(24)}},
+                          [](const std::vector<double>& v) { return v[0]; });
+       }},
+      {"expand (3, -1)", in({1, 4}, S),
+       [](const Tensor& x) {
+         return x.expand({3, -1});
+       },
+       [](const Ref& x) {
+         return pointwise({x, Ref{{3, 4}, std::vector<double>(12)}},
+                          [](const std::vector<double>& v) { return v[0]; });
+       }},
       {"expand (5,) of a 0-dim", in({}), [](const Tensor& x) { return x.expand({5}); },
-       [](const Ref& x) { return Ref{{5}, std::vector<double>(5, x.v[0])}; }},
+       [](const Ref& x) {
+         return Ref{{5}, std::vector<double>(5, x.v[0])};
+       }},
       {"squeeze(1)", in({3, 1, 4}), [](const Tensor& x) { return x.squeeze(1); },
-       [](const Ref& x) { return reshaped(x, {3, 4}); }},
+       [](const Ref& x) {
+         return reshaped(x, {3, 4});
+       }},
       {"squeeze(0) of a dim > 1 (no-op)", in({3, 4}), [](const Tensor& x) { return x.squeeze(0); },
        [](const Ref& x) { return x; }},
       {"squeeze()", in({1, 3, 1}), [](const Tensor& x) { return x.squeeze(); },
        [](const Ref& x) { return reshaped(x, {3}); }},
       {"unsqueeze(0)", in({3, 4}, T), [](const Tensor& x) { return x.unsqueeze(0); },
-       [](const Ref& x) { return reshaped(x, {1, 3, 4}); }},
+       [](const Ref& x) {
+         return reshaped(x, {1, 3, 4});
+       }},
       {"unsqueeze(-1)", in({3, 4}, S), [](const Tensor& x) { return x.unsqueeze(-1); },
-       [](const Ref& x) { return reshaped(x, {3, 4, 1}); }},
+       [](const Ref& x) {
+         return reshaped(x, {3, 4, 1});
+       }},
       {"unsqueeze(0) of a 0-dim", in({}), [](const Tensor& x) { return x.unsqueeze(0); },
        [](const Ref& x) { return reshaped(x, {1}); }},
       {"select(1, 2)", in({3, 4, 5}), [](const Tensor& x) { return x.select(1, 2); },
-       [](const Ref& x) { return reshaped(sliced(x, 1, 2, 3, 1), {3, 5}); }},
+       [](const Ref& x) {
+         return reshaped(sliced(x, 1, 2, 3, 1), {3, 5});
+       }},
       {"select(-1, -1)", in({3, 4}, T), [](const Tensor& x) { return x.select(-1, -1); },
        [](const Ref& x) { return reshaped(sliced(x, 1, 3, 4, 1), {3}); }},
       {"select(0, 0) of a 1-D", in({4}), [](const Tensor& x) { return x.select(0, 0); },
-       [](const Ref& x) { return Ref{{}, {x.v[0]}}; }},
+       [](const Ref& x) {
+         return Ref{{}, {x.v[0]}};
+       }},
       {"flatten()", in({2, 3, 4}), [](const Tensor& x) { return x.flatten(); },
        [](const Ref& x) { return reshaped(x, {24}); }},
       {"flatten(1)", in({2, 3, 4}, T), [](const Tensor& x) { return x.flatten(1); },
-       [](const Ref& x) { return reshaped(x, {2, 12}); }},
+       [](const Ref& x) {
+         return reshaped(x, {2, 12});
+       }},
       {"flatten(0, 1)", in({2, 3, 4}, S), [](const Tensor& x) { return x.flatten(0, 1); },
-       [](const Ref& x) { return reshaped(x, {6, 4}); }},
+       [](const Ref& x) {
+         return reshaped(x, {6, 4});
+       }},
       {"flatten() of a 0-dim", in({}), [](const Tensor& x) { return x.flatten(); },
        [](const Ref& x) { return reshaped(x, {1}); }},
-      {"contiguous()", in({3, 4}, T), [](const Tensor& x) { return x.contiguous(); }, [](const Ref& x) { return x; }},
-      {"clone()", in({3, 4}, S), [](const Tensor& x) { return x.clone(); }, [](const Ref& x) { return x; }},
+      {"contiguous()", in({3, 4}, T), [](const Tensor& x) { return x.contiguous(); },
+       [](const Ref& x) { return x; }},
+      {"clone()", in({3, 4}, S), [](const Tensor& x) { return x.clone(); },
+       [](const Ref& x) { return x; }},
       {"a chain of views", in({4, 6}, T),
-       [](const Tensor& x) { return x.slice(0, 1, 4).t().reshape({2, 3, 3}).permute({2, 0, 1}).select(0, 1); },
+       [](const Tensor& x) {
+         return x.slice(0, 1, 4).t().reshape({2, 3, 3}).permute({2, 0, 1}).select(0, 1);
+       },
        [](const Ref& x) {
          Ref r = permuted(reshaped(permuted(sliced(x, 0, 1, 4, 1), {1, 0}), {2, 3, 3}), {2, 0, 1});
          return reshaped(sliced(r, 0, 1, 2, 1), {2, 3});
@@ -1427,7 +1604,9 @@ TEST_CASE("op views: reshape view permute transpose slice expand squeeze unsquee
   for (const auto& s : specs) {
     auto fn = s.fn;
     auto ref = s.ref;
-    check_op({s.name, {s.x}, [fn](const std::vector<Tensor>& x) { return fn(x[0]); },
+    check_op({s.name,
+              {s.x},
+              [fn](const std::vector<Tensor>& x) { return fn(x[0]); },
               [ref](const std::vector<Ref>& x) { return ref(x[0]); }});
   }
 }
@@ -1449,16 +1628,21 @@ TEST_CASE("op to(dtype): every pair of dtypes, rounding to 16 bits") {
           for (auto& w : want) w = w != 0;
         CHECK(y.cpu().to_vector<double>() == want);
         // A transposed source converts element by element too.
-        CHECK(x.t().to(to).cpu().to_vector<double>() == Tensor(from_vector(want, {2, 3}, {.dtype = kFloat64})).t().contiguous().to_vector<double>());
+        CHECK(x.t().to(to).cpu().to_vector<double>() ==
+              Tensor(from_vector(want, {2, 3}, {.dtype = kFloat64}))
+                  .t()
+                  .contiguous()
+                  .to_vector<double>());
       }
   // Floats to 16 bits round to nearest even; floats to integers truncate toward zero.
-  Tensor f = from_vector<double>({1.0 + 1.0 / 2048, 1.0 + 3.0 / 2048, 65519.0, 65520.0, 1e-8, 1.0 + 1.0 / 256, 1.0 + 3.0 / 256, -2.7, 2.7},
+  Tensor f = from_vector<double>({1.0 + 1.0 / 2048, 1.0 + 3.0 / 2048, 65519.0, 65520.0, 1e-8,
+                                  1.0 + 1.0 / 256, 1.0 + 3.0 / 256, -2.7, 2.7},
                                  {}, {.dtype = kFloat64});
   std::vector<double> h = f.to(kFloat16).to_vector<double>();
-  CHECK(h[0] == 1.0);                   // tie -> even
-  CHECK(h[1] == 1.0 + 4.0 / 2048);      // tie -> even (up)
-  CHECK(h[2] == 65504.0);               // largest half
-  CHECK(std::isinf(h[3]));              // rounds past the largest half
+  CHECK(h[0] == 1.0);                                     // tie -> even
+  CHECK(h[1] == 1.0 + 4.0 / 2048);                        // tie -> even (up)
+  CHECK(h[2] == 65504.0);                                 // largest half
+  CHECK(std::isinf(h[3]));                                // rounds past the largest half
   CHECK(h[4] == doctest::Approx(5.960464477539063e-08));  // smallest subnormal
   std::vector<double> bf = f.to(kBFloat16).to_vector<double>();
   CHECK(bf[5] == 1.0);
@@ -1497,37 +1681,45 @@ void check_composite(const OpCase& c) { check_gradients(c, case_data(c)); }
 }  // namespace
 
 TEST_CASE("gradcheck composite graphs") {
-  check_composite(composite("attention softmax(q k^T / sqrt(d)) v", {in({2, 5, 3}), in({2, 5, 3}), in({2, 5, 3})},
-                            [](const std::vector<Tensor>& x) {
-                              Tensor s = matmul(x[0], x[1].transpose(-2, -1)) * (1.0 / std::sqrt(3.0));
-                              return matmul(softmax(s, -1), x[2]);
-                            }));
-  check_composite(composite("causal attention with a triu mask", {in({4, 3}), in({4, 3}), in({4, 3}, T)},
+  check_composite(
+      composite("attention softmax(q k^T / sqrt(d)) v",
+                {in({2, 5, 3}), in({2, 5, 3}), in({2, 5, 3})}, [](const std::vector<Tensor>& x) {
+                  Tensor s = matmul(x[0], x[1].transpose(-2, -1)) * (1.0 / std::sqrt(3.0));
+                  return matmul(softmax(s, -1), x[2]);
+                }));
+  check_composite(composite("causal attention with a triu mask",
+                            {in({4, 3}), in({4, 3}), in({4, 3}, T)},
                             [](const std::vector<Tensor>& x) {
                               Tensor s = matmul(x[0], x[1].t()) / std::sqrt(3.0);
                               Tensor m = triu(ones({4, 4}, {.dtype = kBool}), 1);
                               return matmul(softmax(masked_fill(s, m, -INFINITY), -1), x[2]);
                             }));
   check_composite(composite("mlp: layer_norm, matmul, gelu, cross_entropy",
-                            {in({4, 3}), in({3, 5}), in({5}), in({5}, C, 0.5, 1.5), in({5}), in({5, 4}, T), ids({4}, 0, 4)},
+                            {in({4, 3}), in({3, 5}), in({5}), in({5}, C, 0.5, 1.5), in({5}),
+                             in({5, 4}, T), ids({4}, 0, 4)},
                             [](const std::vector<Tensor>& x) {
                               Tensor h = gelu(layer_norm(matmul(x[0], x[1]) + x[2], x[3], x[4]));
                               return cross_entropy(matmul(h, x[5]), x[6]);
                             }));
-  check_composite(composite("embedding, sum over positions, tanh, log_softmax", {in({6, 4}), explicit_ids({2, 3}, {1, 1, 5, 0, 2, 1})},
+  check_composite(composite("embedding, sum over positions, tanh, log_softmax",
+                            {in({6, 4}), explicit_ids({2, 3}, {1, 1, 5, 0, 2, 1})},
                             [](const std::vector<Tensor>& x) {
                               return log_softmax(tanh(sum(embedding(x[0], x[1]), {1})), -1);
                             }));
-  check_composite(composite("a diamond: x reused by several paths", {in({3, 4})}, [](const std::vector<Tensor>& x) {
-    Tensor y = x[0] * x[0] * x[0] + sigmoid(x[0]) * exp(-x[0]);
-    return y / (1.0 + x[0] * x[0]) - silu(x[0]).mean({0}, true);
-  }));
-  check_composite(composite("statistics: var, mean, max, sqrt", {in({3, 5}, S)}, [](const std::vector<Tensor>& x) {
-    return sqrt(var(x[0], {1}, 1, true) + 1.0) * (x[0] - mean(x[0], {1}, true)) + max(x[0], {0});
-  }));
-  check_composite(composite("broadcast: bias add, where, cat, views", {in({2, 3}), in({3}), in({2, 1}), mask({2, 3})},
+  check_composite(composite("a diamond: x reused by several paths", {in({3, 4})},
                             [](const std::vector<Tensor>& x) {
-                              Tensor a = where(x[3], x[0] + x[1], x[2] * 2.0);
-                              return cat({a, a.t().reshape({2, 3}), x[2]}, 1).unsqueeze(0).expand({2, 2, 7}).sum({0});
+                              Tensor y = x[0] * x[0] * x[0] + sigmoid(x[0]) * exp(-x[0]);
+                              return y / (1.0 + x[0] * x[0]) - silu(x[0]).mean({0}, true);
                             }));
+  check_composite(composite(
+      "statistics: var, mean, max, sqrt", {in({3, 5}, S)}, [](const std::vector<Tensor>& x) {
+        return sqrt(var(x[0], {1}, 1, true) + 1.0) * (x[0] - mean(x[0], {1}, true)) +
+               max(x[0], {0});
+      }));
+  check_composite(composite(
+      "broadcast: bias add, where, cat, views", {in({2, 3}), in({3}), in({2, 1}), mask({2, 3})},
+      [](const std::vector<Tensor>& x) {
+        Tensor a = where(x[3], x[0] + x[1], x[2] * 2.0);
+        return cat({a, a.t().reshape({2, 3}), x[2]}, 1).unsqueeze(0).expand({2, 2, 7}).sum({0});
+      }));
 }

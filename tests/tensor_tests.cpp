@@ -55,7 +55,8 @@ TEST_CASE("factories: zeros, ones, full, *_like, scalar_tensor, arange") {
 
   CHECK(arange(5).dtype() == kInt64);
   CHECK(arange(5).to_vector<int64_t>() == std::vector<int64_t>{0, 1, 2, 3, 4});
-  CHECK(arange(1, 2, 0.25, {.dtype = kFloat32}).to_vector<float>() == std::vector<float>{1, 1.25, 1.5, 1.75});
+  CHECK(arange(1, 2, 0.25, {.dtype = kFloat32}).to_vector<float>() ==
+        std::vector<float>{1, 1.25, 1.5, 1.75});
   CHECK(arange(5, 0, -2).to_vector<int64_t>() == std::vector<int64_t>{5, 3, 1});
   CHECK(arange(3, 3).numel() == 0);
   CHECK(arange(0, 1, 0.1, {.dtype = kFloat64}).numel() == 10);
@@ -99,7 +100,8 @@ TEST_CASE("random: same seed, same numbers; ranges and moments") {
   std::set<int64_t> seen;
   for (int64_t x : ri.to_vector<int64_t>()) seen.insert(x);
   CHECK(seen == std::set<int64_t>{-3, -2, -1, 0, 1, 2, 3});
-  CHECK(ri.to_vector<int64_t>() == randint(-3, 4, {2000}, {.dtype = kInt64}, &r2).to_vector<int64_t>());
+  CHECK(ri.to_vector<int64_t>() ==
+        randint(-3, 4, {2000}, {.dtype = kInt64}, &r2).to_vector<int64_t>());
   CHECK(randint(0, 5, {3}, {.dtype = kInt32}).dtype() == kInt32);
 
   // The stream is the same on every device (Philox is counter-based).
@@ -115,10 +117,14 @@ TEST_CASE("from_vector, item and to_vector") {
   CHECK(a.dtype() == kFloat32);
   CHECK(from_vector<float>({1, 2, 3}).shape() == Shape{3});
   CHECK(from_vector<float>({7}).shape() == Shape{1});  // one value: (1,); a 0-dim is scalar_tensor
-  CHECK(from_vector<double>({1.5, 2.5}, {}, {.dtype = kInt32}).to_vector<int32_t>() == std::vector<int32_t>{1, 2});
-  CHECK(from_vector<int64_t>({0, 3}, {}, {.dtype = kBool}).to_vector<bool>() == std::vector<bool>{false, true});
-  CHECK(from_vector<bool>({true, false}, {}, {.dtype = kFloat32}).to_vector<float>() == std::vector<float>{1, 0});
-  CHECK(from_vector<int32_t>({4, 5}, {}, {.dtype = kInt32}).to_vector<int64_t>() == std::vector<int64_t>{4, 5});
+  CHECK(from_vector<double>({1.5, 2.5}, {}, {.dtype = kInt32}).to_vector<int32_t>() ==
+        std::vector<int32_t>{1, 2});
+  CHECK(from_vector<int64_t>({0, 3}, {}, {.dtype = kBool}).to_vector<bool>() ==
+        std::vector<bool>{false, true});
+  CHECK(from_vector<bool>({true, false}, {}, {.dtype = kFloat32}).to_vector<float>() ==
+        std::vector<float>{1, 0});
+  CHECK(from_vector<int32_t>({4, 5}, {}, {.dtype = kInt32}).to_vector<int64_t>() ==
+        std::vector<int64_t>{4, 5});
   CHECK(from_vector<float>({}, {0, 2}).shape() == Shape{0, 2});
 
   CHECK(scalar_tensor(-3.25).item() == -3.25);
@@ -147,10 +153,13 @@ TEST_CASE("to(dtype): round trips and 16-bit rounding") {
   // Large integers survive int64 -> float64 -> int64; float -> int truncates toward zero.
   Tensor big = from_vector<int64_t>({int64_t(1) << 40, -(int64_t(1) << 50)}, {}, {.dtype = kInt64});
   CHECK(big.to(kFloat64).to(kInt64).to_vector<int64_t>() == big.to_vector<int64_t>());
-  CHECK(from_vector<float>({-1.9f, 1.9f}).to(kInt32).to_vector<int32_t>() == std::vector<int32_t>{-1, 1});
+  CHECK(from_vector<float>({-1.9f, 1.9f}).to(kInt32).to_vector<int32_t>() ==
+        std::vector<int32_t>{-1, 1});
   // bool: nonzero is true, true is 1.
-  CHECK(from_vector<float>({0, -0.5, 2}).to(kBool).to_vector<bool>() == std::vector<bool>{false, true, true});
-  CHECK(from_vector<bool>({true, false}, {}, {.dtype = kBool}).to(kInt64).to_vector<int64_t>() == std::vector<int64_t>{1, 0});
+  CHECK(from_vector<float>({0, -0.5, 2}).to(kBool).to_vector<bool>() ==
+        std::vector<bool>{false, true, true});
+  CHECK(from_vector<bool>({true, false}, {}, {.dtype = kBool}).to(kInt64).to_vector<int64_t>() ==
+        std::vector<int64_t>{1, 0});
 }
 
 TEST_CASE("views share storage; reshape copies only when it must") {
@@ -262,11 +271,13 @@ TEST_CASE("printing like PyTorch") {
   CHECK(scalar_tensor(2).str() == "tensor(2.)");
   CHECK(scalar_tensor(7, {.dtype = kInt64}).str() == "tensor(7)");
   CHECK(from_vector<bool>({true, false}, {}, {.dtype = kBool}).str() == "tensor([ True, False])");
-  CHECK(f({1, 2, 3, 4, 5, 6}, {2, 3}).t().str() == "tensor([[1., 4.],\n        [2., 5.],\n        [3., 6.]])");
+  CHECK(f({1, 2, 3, 4, 5, 6}, {2, 3}).t().str() ==
+        "tensor([[1., 4.],\n        [2., 5.],\n        [3., 6.]])");
   CHECK(arange(8).reshape({2, 2, 2}).str() ==
         "tensor([[[0, 1],\n         [2, 3]],\n\n        [[4, 5],\n         [6, 7]]])");
   // dtype suffixes (float32, int64 and bool are the defaults), empty tensors.
-  CHECK(from_vector<double>({1, 2}, {}, {.dtype = kFloat64}).str() == "tensor([1., 2.], dtype=float64)");
+  CHECK(from_vector<double>({1, 2}, {}, {.dtype = kFloat64}).str() ==
+        "tensor([1., 2.], dtype=float64)");
   CHECK(f({1.5}).to(kFloat16).str() == "tensor([1.5000], dtype=float16)");
   CHECK(f({1}).to(kBFloat16).str() == "tensor([1.], dtype=bfloat16)");
   CHECK(from_vector<int32_t>({3}, {}, {.dtype = kInt32}).str() == "tensor([3], dtype=int32)");

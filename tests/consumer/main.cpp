@@ -25,7 +25,7 @@ int main() {
   } catch (const ShapeError& e) {
     check(std::string(e.what()).rfind("[matmul]", 0) == 0, "error message");
   }
-  std::printf("consumer: minidl %s, CUDA %s, %s\n", MINIDL_VERSION, MINIDL_WITH_CUDA ? "built" : "not built",
-              failures ? "FAILED" : "ok");
+  std::printf("consumer: minidl %s, CUDA %s, %s\n", MINIDL_VERSION,
+              MINIDL_WITH_CUDA ? "built" : "not built", failures ? "FAILED" : "ok");
   return failures ? 1 : 0;
 }
