@@ -119,7 +119,9 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
   std::vector<Tensor> g = root_gradients(roots, grads, "backward");
   std::vector<Edge> edges;
   for (const auto& r : roots) edges.push_back(gradient_edge(r));
-  execute(edges, std::move(g), retain_graph, create_graph, nullptr);
+  // A graph differentiated with create_graph is usually differentiated again: keep it (PyTorch's
+  // retain_graph defaults to create_graph).
+  execute(edges, std::move(g), retain_graph || create_graph, create_graph, nullptr);
 }
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
@@ -134,7 +136,7 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
                  x.defined() ? shape_str(x.shape()) : "?");
     capture.push_back(gradient_edge(x));
   }
-  return execute(edges, std::move(g), retain_graph, create_graph, &capture);
+  return execute(edges, std::move(g), retain_graph || create_graph, create_graph, &capture);
 }
 
 }  // namespace minidl

@@ -9,7 +9,8 @@ namespace minidl {
 
 /// Backpropagates `grads` (one per root; undefined means ones for a scalar root) from `roots`
 /// into the .grad of every leaf that requires grad. Frees saved tensors unless retain_graph.
-/// With create_graph the backward ops themselves record history (higher-order gradients).
+/// With create_graph the backward ops themselves record history (higher-order gradients), and
+/// the graph is retained as if retain_graph were set.
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
                   bool retain_graph = false, bool create_graph = false);
 

@@ -39,7 +39,7 @@ std::vector<Tensor> PrimitiveNode::apply(std::vector<Tensor> grad_outputs) {
     if (!grad_outputs[j].defined())
       grad_outputs[j] = zeros(output_meta[j].shape,
                               {.dtype = output_meta[j].dtype, .device = output_meta[j].device});
-  std::vector<Tensor> grads = prim_->vjp(inputs_, grad_outputs, outputs_, needs_grad_);
+  std::vector<Tensor> grads = prim_->vjp(inputs_, grad_outputs, saved_outputs(), needs_grad_);
   grads.resize(inputs_.size());
   for (size_t i = 0; i < grads.size(); ++i) {
     if (!needs_grad_[i]) {
@@ -57,10 +57,34 @@ std::vector<Tensor> PrimitiveNode::apply(std::vector<Tensor> grad_outputs) {
   return grads;
 }
 
+std::vector<Tensor> PrimitiveNode::saved_outputs() {
+  // With create_graph the vjp's ops are recorded, and a saved output must lead back to this
+  // node, or the second derivative through it (exp, tanh, softmax, ...) would be lost. The
+  // outputs are kept detached (no cycle through grad_fn) and re-attached only here, during
+  // backward, as PyTorch's SavedVariable does when it unpacks an output.
+  if (!GradMode::is_enabled()) return outputs_;
+  std::vector<Tensor> outs = outputs_;
+  for (size_t j = 0; j < outs.size(); ++j) {
+    if (!outs[j].has_storage() || !is_floating(outs[j].dtype())) continue;
+    auto impl = std::make_shared<TensorImpl>(*outs[j].impl());
+    impl->grad_fn = shared_from_this();
+    impl->output_nr = static_cast<uint32_t>(j);
+    outs[j] = Tensor(impl);
+  }
+  return outs;
+}
+
 void PrimitiveNode::release_saved() {
-  for (auto& t : inputs_) t = placeholder(t.meta());
-  for (auto& t : outputs_) t = placeholder(t.meta());
-  released_ = true;
+  // Only a node that saved data can no longer run: one that saved nothing (add, sum, views)
+  // can be walked again, as in PyTorch.
+  for (auto& t : inputs_) {
+    if (t.has_storage()) released_ = true;
+    t = placeholder(t.meta());
+  }
+  for (auto& t : outputs_) {
+    if (t.has_storage()) released_ = true;
+    t = placeholder(t.meta());
+  }
 }
 
 AccumulateGrad::AccumulateGrad(const std::shared_ptr<TensorImpl>& leaf) : leaf_(leaf) {
@@ -71,6 +95,9 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor> grads) {
   auto leaf = leaf_.lock();
   if (!leaf || grads.empty() || !grads[0].defined()) return {};
   Tensor g = std::move(grads[0]);
+  // .grad is laid out densely, whatever view the gradient arrived as (sum's gradient is an
+  // expanded view with stride 0): code that reads .grad's memory may assume row-major order.
+  if (!g.is_contiguous()) g = g.contiguous();
   if (!GradMode::is_enabled()) {
     // .grad must not alias a tensor anybody else holds (a vjp may hand one cotangent to several
     // inputs), or an in-place change to one .grad would reach the other: steal only when sole.

@@ -56,6 +56,9 @@ class PrimitiveNode : public Node {
   const PrimitivePtr& primitive() const { return prim_; }
 
  private:
+  /// The outputs the vjp reads; under create_graph they lead back to this node.
+  std::vector<Tensor> saved_outputs();
+
   PrimitivePtr prim_;
   std::vector<Tensor> inputs_;   // data where saved, else placeholders
   std::vector<Tensor> outputs_;  // detached aliases where saved, else placeholders

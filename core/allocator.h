@@ -13,7 +13,7 @@ namespace minidl {
 
 /// Counters shared by all allocators (bytes).
 struct MemoryStats {
-  int64_t allocated = 0;      // bytes held by live tensors
+  int64_t allocated = 0;      // bytes held by live tensors (the CPU rounds blocks up to 64)
   int64_t peak_allocated = 0; // max of `allocated` since the last reset_peak
   int64_t reserved = 0;       // bytes obtained from the system (>= allocated when caching)
   int64_t num_allocs = 0;     // allocate() calls
@@ -27,8 +27,11 @@ class Allocator {
   /// Returns at least nbytes of memory aligned to 64 bytes, or throws OutOfMemoryError.
   /// `op` names the caller for the error message.
   virtual void* allocate(size_t nbytes, const char* op) = 0;
+  /// Returns a block from allocate(), with the nbytes it was asked for.
   virtual void deallocate(void* p, size_t nbytes) = 0;
+  /// A snapshot of the counters.
   virtual MemoryStats stats() const = 0;
+  /// Sets peak_allocated to the current allocated.
   virtual void reset_peak() = 0;
   /// Bytes above which allocate() throws OutOfMemoryError (0: no limit).
   virtual void set_limit(int64_t bytes) = 0;

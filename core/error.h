@@ -39,12 +39,13 @@ class CompileError : public Error {
  public:
   using Error::Error;
 };
-/// An index out of range (embedding ids, targets, item() on a big tensor).
+/// An index out of range (embedding ids, cross_entropy targets, one_hot ids, select).
 class IndexError : public Error {
  public:
   using Error::Error;
 };
-/// A bad argument value or a call in the wrong state (backward twice, bad option).
+/// A bad argument value or a call in the wrong state (backward twice, bad option, item() of a
+/// tensor that has not exactly one element, data of a placeholder).
 class ValueError : public Error {
  public:
   using Error::Error;

@@ -38,7 +38,8 @@ Tensor randn(const Shape& shape, Options o = {}, Generator* gen = nullptr);
 /// Integers uniform in [low, high), Int64 unless o says otherwise.
 Tensor randint(int64_t low, int64_t high, const Shape& shape, Options o = {.dtype = kInt64},
                Generator* gen = nullptr);
-/// A tensor from values (row-major) with the given shape ({values.size()} if empty).
+/// A tensor from values (row-major) with the given shape ({values.size()} if empty; a 0-dim
+/// tensor comes from scalar_tensor).
 template <class T>
 Tensor from_vector(const std::vector<T>& values, const Shape& shape = {}, Options o = {});
 

@@ -1,11 +1,18 @@
 #include "core/storage.h"
 
 #include "core/allocator.h"
+#include "core/error.h"
 
 namespace minidl {
 
 Storage::Storage(size_t nbytes, Device device, const char* op) : nbytes_(nbytes), device_(device) {
-  data_ = allocator_for(device).allocate(nbytes, op);
+  Allocator* alloc = nullptr;
+  try {
+    alloc = &allocator_for(device);
+  } catch (const DeviceError& e) {  // name the op that asked, not just the allocator
+    throw DeviceError(fmt::format("[{}] cannot allocate on {}: {}", op, device.str(), e.what()));
+  }
+  data_ = alloc->allocate(nbytes, op);
 }
 
 Storage::~Storage() { allocator_for(device_).deallocate(data_, nbytes_); }

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <ostream>
-#include <sstream>
 
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
@@ -27,10 +26,12 @@ Device Tensor::device() const { return checked(*this).device; }
 int64_t Tensor::numel() const { return minidl::numel(shape()); }
 
 int64_t Tensor::size(int64_t d) const {
+  MINIDL_CHECK(dim() > 0, ShapeError, "[size] a 0-dim tensor has no dim {}", d);
   return shape()[normalize_dim(d, dim(), "size", shape())];
 }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;  // no element has an address to be out of order
   const auto& s = shape();
   const auto& st = strides();
   int64_t expected = 1;
@@ -105,6 +106,7 @@ Tensor Tensor::t() const {
 }
 
 Tensor Tensor::select(int64_t d, int64_t i) const {
+  MINIDL_CHECK(dim() > 0, ShapeError, "[select] cannot index a 0-dim tensor");
   d = normalize_dim(d, dim(), "select", shape());
   const int64_t n = shape()[d];
   MINIDL_CHECK(i >= -n && i < n, IndexError,
@@ -118,7 +120,8 @@ Tensor Tensor::flatten(int64_t start, int64_t end) const {
   if (dim() == 0) return reshape({1});
   start = normalize_dim(start, dim(), "flatten", shape());
   end = normalize_dim(end, dim(), "flatten", shape());
-  MINIDL_CHECK(start <= end, ShapeError, "[flatten] start dim {} is after end dim {}", start, end);
+  MINIDL_CHECK(start <= end, ShapeError, "[flatten] start dim {} is after end dim {} for a tensor of shape {}",
+               start, end, shape_str(shape()));
   Shape s(shape().begin(), shape().begin() + start);
   int64_t m = 1;
   for (int64_t d = start; d <= end; ++d) m *= shape()[d];
@@ -177,9 +180,10 @@ bool Tensor::requires_grad() const {
 
 Tensor& Tensor::requires_grad_(bool on) {
   TensorImpl& i = const_cast<TensorImpl&>(checked(*this));
+  if (i.grad_fn && on) return *this;  // a non-leaf with history already requires grad
   MINIDL_CHECK(i.grad_fn == nullptr, ValueError,
-               "[requires_grad_] can only be set on leaf tensors; this one was produced by '{}' "
-               "(use detach() first)",
+               "[requires_grad_] can only be changed on leaf tensors; this one was produced by "
+               "'{}' (use detach() to get a tensor without history)",
                i.grad_fn->name());
   MINIDL_CHECK(!on || is_floating(i.dtype), DTypeError,
                "[requires_grad_] only floating-point tensors can require grad, got {} {}",
@@ -264,91 +268,173 @@ std::string describe(const Tensor& t) {
 }
 
 // ---- printing, in PyTorch's format
+// NOTE [Printing like PyTorch]
+// The algorithm of torch/_tensor_str.py with its default options (precision 4, line width 80,
+// summary above 1000 elements with 3 edge items): one formatter chooses, from the values shown,
+// between integer-valued floats ("1."), fixed ("1.5000") and scientific ("1.0000e-05") and the
+// width every element is padded to; rows wrap at the line width; suffixes (dtype=..., device=...,
+// grad_fn=<...> or requires_grad=True) follow, on a new line when the line would get too long.
+// dtype names are minidl's ("dtype=float64", not "dtype=torch.float64"), grad_fn names are the
+// ops' names ("grad_fn=<mul>").
 
 namespace {
 
-struct PrintFormat {
-  bool integral_values = true;  // all finite values are whole numbers -> "1."
-  bool scientific = false;
-  int width = 1;
+constexpr int kPrintLineWidth = 80;
+constexpr int64_t kPrintThreshold = 1000, kPrintEdgeItems = 3;
+
+// The values of a tensor, row-major, with the dims it is printed by.
+struct PrintValues {
+  const Shape& shape;
+  Strides strides;             // contiguous strides of shape
+  std::vector<double> v;       // floating and bool values
+  std::vector<int64_t> ints;   // integer values (exact beyond 2^53)
+  DType dtype;
 };
 
-std::string format_value(double v, DType dt, const PrintFormat& f) {
-  if (dt == kBool) return v != 0 ? "True" : "False";
-  if (is_integral(dt)) return fmt::format("{}", static_cast<int64_t>(v));
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  if (f.scientific) return fmt::format("{:.4e}", v);
-  if (f.integral_values) return fmt::format("{:.0f}.", v);
-  return fmt::format("{:.4f}", v);
+// Flat indices of the elements printed: all of them, or the edge items of every dim.
+void shown_indices(const PrintValues& p, size_t dim, int64_t base, bool summarize,
+                   std::vector<int64_t>& out) {
+  if (dim == p.shape.size()) {
+    out.push_back(base);
+    return;
+  }
+  const int64_t n = p.shape[dim];
+  for (int64_t i = 0; i < n; ++i) {
+    if (summarize && n > 2 * kPrintEdgeItems && i == kPrintEdgeItems) i = n - kPrintEdgeItems;
+    shown_indices(p, dim + 1, base + i * p.strides[dim], summarize, out);
+  }
 }
 
-void print_rec(std::ostringstream& os, const std::vector<double>& v, const Shape& s,
-               const Strides& st, int64_t dim, int64_t base, DType dt, const PrintFormat& f,
-               bool summarize, int indent) {
-  const int64_t n = s[dim];
-  const bool cut = summarize && n > 6;
-  auto emit = [&](int64_t i) {
-    if (dim + 1 == static_cast<int64_t>(s.size())) {
-      std::string x = format_value(v[base + i * st[dim]], dt, f);
-      os << std::string(std::max<int>(0, f.width - static_cast<int>(x.size())), ' ') << x;
-    } else {
-      print_rec(os, v, s, st, dim + 1, base + i * st[dim], dt, f, summarize, indent + 1);
+// PyTorch's _Formatter: one format and width for every element shown.
+class Formatter {
+ public:
+  Formatter(const PrintValues& p, const std::vector<int64_t>& shown) : p_(p) {
+    if (!is_floating(p.dtype)) {
+      for (int64_t i : shown) width_ = std::max(width_, static_cast<int>(raw(i).size()));
+      return;
     }
-  };
-  os << '[';
-  for (int64_t i = 0; i < n; ++i) {
-    if (cut && i == 3) {
-      i = n - 3;
-      os << (dim + 1 == static_cast<int64_t>(s.size()) ? "..., " : "...,\n" + std::string(indent + 1, ' '));
+    double lo = INFINITY, hi = 0;
+    bool any = false;
+    for (int64_t i : shown) {
+      const double x = p.v[i];
+      if (!std::isfinite(x) || x == 0) continue;
+      any = true;
+      lo = std::min(lo, std::abs(x));
+      hi = std::max(hi, std::abs(x));
+      if (x != std::ceil(x)) int_mode_ = false;
     }
-    emit(i);
-    if (i + 1 < n) {
-      if (dim + 1 == static_cast<int64_t>(s.size())) {
-        os << ", ";
-      } else {
-        os << ',' << std::string(s.size() - dim - 1, '\n') << std::string(indent + 1, ' ');
-      }
+    if (!any) return;
+    sci_ = hi / lo > 1000.0 || hi > 1e8 || (!int_mode_ && lo < 1e-4);
+    for (int64_t i : shown) {
+      const double x = p.v[i];
+      if (!std::isfinite(x) || x == 0) continue;
+      width_ = std::max(width_, static_cast<int>(raw(i).size()));
     }
   }
-  os << ']';
+  int width() const { return width_; }
+  /// Element i, padded on the left to the common width.
+  std::string format(int64_t i) const {
+    std::string s = raw(i);
+    return std::string(std::max(0, width_ - static_cast<int>(s.size())), ' ') + s;
+  }
+
+ private:
+  std::string raw(int64_t i) const {
+    if (p_.dtype == kBool) return p_.v[i] != 0 ? "True" : "False";
+    if (is_integral(p_.dtype)) return fmt::format("{}", p_.ints[i]);
+    const double x = p_.v[i];
+    if (sci_) return fmt::format("{:.4e}", x);
+    if (int_mode_) return fmt::format("{:.0f}", x) + (std::isfinite(x) ? "." : "");
+    return fmt::format("{:.4f}", x);
+  }
+
+  const PrintValues& p_;
+  bool int_mode_ = true, sci_ = false;
+  int width_ = 1;
+};
+
+std::string vector_str(const PrintValues& p, int64_t base, int indent, bool summarize,
+                       const Formatter& f) {
+  const int64_t n = p.shape.back(), st = p.strides.back();
+  const int64_t per_line = std::max<int64_t>(1, (kPrintLineWidth - indent) / (f.width() + 2));
+  std::vector<std::string> items;
+  for (int64_t i = 0; i < n; ++i) {
+    if (summarize && n > 2 * kPrintEdgeItems && i == kPrintEdgeItems) {
+      items.push_back(" ...");
+      i = n - kPrintEdgeItems;
+    }
+    items.push_back(f.format(base + i * st));
+  }
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += i % per_line == 0 ? ",\n" + std::string(indent + 1, ' ') : ", ";
+    out += items[i];
+  }
+  return out + "]";
+}
+
+std::string tensor_str(const PrintValues& p, size_t dim, int64_t base, int indent, bool summarize,
+                       const Formatter& f) {
+  if (dim + 1 == p.shape.size()) return vector_str(p, base, indent, summarize, f);
+  const int64_t n = p.shape[dim];
+  const std::string sep =
+      "," + std::string(p.shape.size() - dim - 1, '\n') + std::string(indent + 1, ' ');
+  std::string out = "[";
+  for (int64_t i = 0; i < n; ++i) {
+    if (i > 0) out += sep;
+    if (summarize && n > 2 * kPrintEdgeItems && i == kPrintEdgeItems) {
+      out += "..." + sep;
+      i = n - kPrintEdgeItems;
+    }
+    out += tensor_str(p, dim + 1, base + i * p.strides[dim], indent + 1, summarize, f);
+  }
+  return out + "]";
 }
 
 }  // namespace
 
 std::string Tensor::str() const {
   if (!defined()) return "tensor(undefined)";
-  std::ostringstream os;
-  os << "tensor(";
+  const std::string prefix = "tensor(";
+  const int indent = static_cast<int>(prefix.size());
+  std::string body;
+  std::vector<std::string> suffixes;
+  if (device().is_cuda()) suffixes.push_back("device='" + device().str() + "'");
+  const bool default_dtype = dtype() == kFloat32 || dtype() == kInt64 || dtype() == kBool;
   if (!has_storage()) {
-    os << (is_tracer() ? "<tracer> " : "<placeholder> ") << shape_str(shape());
+    body = std::string(is_tracer() ? "<tracer> " : "<placeholder> ") + shape_str(shape());
+    if (!default_dtype) suffixes.push_back(std::string("dtype=") + dtype_name(dtype()));
+  } else if (numel() == 0) {
+    body = "[]";
+    if (dim() != 1) suffixes.push_back("size=" + shape_str(shape()));
+    if (dtype() != kFloat32) suffixes.push_back(std::string("dtype=") + dtype_name(dtype()));
   } else {
-    std::vector<double> v = to_vector<double>();
-    PrintFormat f;
-    double max_abs = 0, min_abs = INFINITY;
-    for (double x : v) {
-      if (!std::isfinite(x)) continue;
-      if (x != std::floor(x)) f.integral_values = false;
-      max_abs = std::max(max_abs, std::abs(x));
-      if (x != 0) min_abs = std::min(min_abs, std::abs(x));
-    }
-    if (is_floating(dtype()) && !f.integral_values && (max_abs >= 1e8 || min_abs < 1e-4))
-      f.scientific = true;
-    if (is_floating(dtype()) && f.integral_values && max_abs >= 1e8) f.scientific = true;
-    for (double x : v) f.width = std::max<int>(f.width, static_cast<int>(format_value(x, dtype(), f).size()));
-    if (dim() == 0) {
-      os << format_value(v[0], dtype(), f);
+    PrintValues p{shape(), contiguous_strides(shape()), {}, {}, dtype()};
+    if (is_integral(dtype())) p.ints = to_vector<int64_t>();
+    else p.v = to_vector<double>();
+    const bool summarize = numel() > kPrintThreshold;
+    std::vector<int64_t> shown;
+    shown_indices(p, 0, 0, summarize, shown);
+    const Formatter f(p, shown);
+    body = dim() == 0 ? f.format(0) : tensor_str(p, 0, 0, indent, summarize, f);
+    if (!default_dtype) suffixes.push_back(std::string("dtype=") + dtype_name(dtype()));
+  }
+  if (grad_fn()) suffixes.push_back("grad_fn=<" + grad_fn()->name() + ">");
+  else if (requires_grad()) suffixes.push_back("requires_grad=True");
+
+  std::string out = prefix + body;
+  const size_t nl = out.rfind('\n');
+  size_t line = nl == std::string::npos ? out.size() + 2 : out.size() - nl + 1;
+  for (const auto& s : suffixes) {
+    if (line + s.size() + 2 > static_cast<size_t>(kPrintLineWidth)) {
+      out += ",\n" + std::string(indent, ' ') + s;
+      line = indent + s.size();
     } else {
-      print_rec(os, v, shape(), contiguous_strides(shape()), 0, 0, dtype(), f, numel() > 1000, 7);
+      out += ", " + s;
+      line += s.size() + 2;
     }
   }
-  if (dtype() != kFloat32 && dtype() != kInt64 && dtype() != kBool)
-    os << ", dtype=" << dtype_name(dtype());
-  if (device().is_cuda()) os << ", device='" << device().str() << "'";
-  if (grad_fn()) os << ", grad_fn=<" << grad_fn()->name() << ">";
-  else if (requires_grad()) os << ", requires_grad=True";
-  os << ')';
-  return os.str();
+  return out + ")";
 }
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.str(); }

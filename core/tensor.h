@@ -128,7 +128,8 @@ class Tensor {
 
   // ---- autograd
   bool requires_grad() const;
-  /// Marks a leaf as requiring grad (throws ValueError for non-floating dtypes or non-leaves).
+  /// Sets requires_grad of a leaf (DTypeError for non-floating dtypes). On a non-leaf, true is a
+  /// no-op (it already requires grad) and false throws ValueError.
   Tensor& requires_grad_(bool on = true);
   bool is_leaf() const;
   const std::shared_ptr<Node>& grad_fn() const { return impl()->grad_fn; }
@@ -137,7 +138,9 @@ class Tensor {
   void set_grad(const Tensor& g) const;
   /// Drops the gradient (set to none, as PyTorch's default).
   void zero_grad() const;
-  /// Backpropagates from this tensor. A non-scalar tensor needs `gradient` of its shape.
+  /// Backpropagates from this tensor into the leaves' .grad. A non-scalar tensor needs a
+  /// `gradient` of its shape. The graph is freed unless retain_graph (or create_graph, which
+  /// records the backward ops for higher-order gradients) is set.
   void backward(const Tensor& gradient = {}, bool retain_graph = false,
                 bool create_graph = false) const;
   /// Same data, no history, requires_grad false.

@@ -95,7 +95,7 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, Options o, Generat
 
 template <class T>
 Tensor from_vector(const std::vector<T>& values, const Shape& shape, Options o) {
-  Shape s = shape.empty() && values.size() != 1 ? Shape{static_cast<int64_t>(values.size())} : shape;
+  Shape s = shape.empty() ? Shape{static_cast<int64_t>(values.size())} : shape;
   MINIDL_CHECK(numel(s) == static_cast<int64_t>(values.size()), ShapeError,
                "[from_vector] {} values do not fill shape {}", values.size(), shape_str(s));
   Tensor t = empty(s, o.dtype, kCPU, "from_vector");
@@ -141,6 +141,8 @@ SaveMask RandomLike::saves(const std::vector<bool>&, size_t) const { return {{fa
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   MINIDL_CHECK(p >= 0 && p < 1, ValueError, "[dropout] probability must be in [0, 1), got {}", p);
+  MINIDL_CHECK(is_floating(x.dtype()), DTypeError, "[dropout] needs a floating input, got {} {}",
+               dtype_name(x.dtype()), shape_str(x.shape()));
   if (!training || p == 0) return x;
   Tensor keep = apply1(std::make_shared<RandomLike>(RandomKind::Uniform, gen), {x}) >= p;
   return x * keep.to(x.dtype()) * (1.0 / (1.0 - p));

@@ -11,13 +11,14 @@ namespace minidl {
 
 namespace {
 
-// The ids of an index tensor as int64 (CPU, contiguous), each checked to lie in [0, n).
-std::vector<int64_t> checked_ids(const Tensor& ids, int64_t n, const char* op, const char* what) {
+// The ids of an index tensor as int64 (CPU, contiguous), each checked to lie in [0, n);
+// `range` says what n counts, for the message ("a weight of shape (10, 4)").
+std::vector<int64_t> checked_ids(const Tensor& ids, int64_t n, const char* op, const std::string& range) {
   std::vector<int64_t> v = ids.to_vector<int64_t>();
   for (size_t i = 0; i < v.size(); ++i)
     MINIDL_CHECK(v[i] >= 0 && v[i] < n, IndexError,
-                 "[{}] index {} at position {} of the ids {} is out of range for {} of size {}", op,
-                 v[i], i, shape_str(ids.shape()), what, n);
+                 "[{}] index {} at position {} of the ids {} is out of range for {} (valid: 0 to {})",
+                 op, v[i], i, shape_str(ids.shape()), range, n - 1);
   return v;
 }
 
@@ -42,7 +43,8 @@ std::vector<TensorMeta> Embedding::infer(const std::vector<TensorMeta>& in) cons
 
 std::vector<Tensor> Embedding::eval_cpu(const std::vector<Tensor>& in) {
   const Tensor w = in[0].contiguous();
-  const std::vector<int64_t> ids = checked_ids(in[1], w.size(0), "embedding", "a weight");
+  const std::vector<int64_t> ids =
+      checked_ids(in[1], w.size(0), "embedding", "a weight of shape " + shape_str(w.shape()));
   const int64_t d = w.size(1);
   Shape s = in[1].shape();
   s.push_back(d);
@@ -85,7 +87,8 @@ std::vector<TensorMeta> EmbeddingBackward::infer(const std::vector<TensorMeta>& 
 
 std::vector<Tensor> EmbeddingBackward::eval_cpu(const std::vector<Tensor>& in) {
   const Tensor g = in[0].contiguous();
-  const std::vector<int64_t> ids = checked_ids(in[1], num_rows_, "embedding_backward", "a weight");
+  const std::vector<int64_t> ids = checked_ids(in[1], num_rows_, "embedding_backward",
+                                               fmt::format("a weight of {} rows", num_rows_));
   const int64_t d = g.shape().back();
   Tensor out = zeros({num_rows_, d}, {.dtype = g.dtype()});
   MINIDL_DISPATCH_FLOAT(g.dtype(), "embedding_backward", [&] {
@@ -194,7 +197,8 @@ std::vector<TensorMeta> OneHot::infer(const std::vector<TensorMeta>& in) const {
 }
 
 std::vector<Tensor> OneHot::eval_cpu(const std::vector<Tensor>& in) {
-  const std::vector<int64_t> ids = checked_ids(in[0], num_classes_, "one_hot", "num_classes");
+  const std::vector<int64_t> ids =
+      checked_ids(in[0], num_classes_, "one_hot", fmt::format("{} classes", num_classes_));
   Shape s = in[0].shape();
   s.push_back(num_classes_);
   Tensor out = zeros(s, {.dtype = dtype_});

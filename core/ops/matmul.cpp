@@ -1,5 +1,7 @@
 // matmul: batched, broadcast batch dims, strided (e.g. transposed) operands without copies.
 // CPU: the blocked kernel in core/cpu/gemm.cpp; CUDA: cuBLAS.
+#include <algorithm>
+
 #include "core/cpu/gemm.h"
 #include "core/cpu/parallel.h"
 #include "core/ops.h"
@@ -21,8 +23,14 @@ std::vector<TensorMeta> Matmul::infer(const std::vector<TensorMeta>& in) const {
   MINIDL_CHECK(a.dtype == b.dtype && is_floating(a.dtype), DTypeError,
                "[matmul] expects floating operands of one dtype, got {} and {}",
                dtype_name(a.dtype), dtype_name(b.dtype));
-  Shape batch = broadcast_shapes(Shape(a.shape.begin(), a.shape.end() - 2),
-                                 Shape(b.shape.begin(), b.shape.end() - 2), "matmul");
+  const Shape ba(a.shape.begin(), a.shape.end() - 2), bb(b.shape.begin(), b.shape.end() - 2);
+  for (size_t i = 1; i <= std::min(ba.size(), bb.size()); ++i) {
+    const int64_t da = ba[ba.size() - i], db = bb[bb.size() - i];
+    MINIDL_CHECK(da == db || da == 1 || db == 1, ShapeError,
+                 "[matmul] batch dims do not broadcast: a is {}, b is {}", shape_str(a.shape),
+                 shape_str(b.shape));
+  }
+  Shape batch = broadcast_shapes(ba, bb, "matmul");
   batch.push_back(a.shape[a.shape.size() - 2]);
   batch.push_back(b.shape.back());
   return {{batch, a.dtype, common_device("matmul", in)}};

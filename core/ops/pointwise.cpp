@@ -1,6 +1,7 @@
 // Pointwise ops: unary and binary math (functors in core/scalar_ops.h), where, masked_fill,
 // triu/tril and dtype casts.
 #include <cmath>
+#include <optional>
 
 #include "core/cpu/kernels.h"
 #include "core/cpu/loops.h"
@@ -102,6 +103,21 @@ std::vector<Tensor> broadcast_operands(const char* op, std::vector<Tensor> ts) {
 }
 
 Tensor zero_like_scalar(const Tensor& g) { return scalar_like(g, 0.0); }
+
+// PyTorch's result type: 0-dim operands only decide the dtype where they are of a higher
+// category (bool < integer < floating) than every dimensioned operand, so float16 x times a
+// float32 0-dim tensor stays float16, while an int64 x times a float64 0-dim one is float64.
+DType result_type(const std::vector<Tensor>& ts) {
+  std::optional<DType> dimensioned, zero_dim;
+  for (const auto& t : ts) {
+    std::optional<DType>& r = t.dim() > 0 ? dimensioned : zero_dim;
+    r = r ? promote_types(*r, t.dtype()) : t.dtype();
+  }
+  if (!dimensioned) return *zero_dim;
+  if (!zero_dim || is_floating(*dimensioned)) return *dimensioned;
+  if (*dimensioned == kBool || is_floating(*zero_dim)) return promote_types(*dimensioned, *zero_dim);
+  return *dimensioned;
+}
 
 }  // namespace
 
@@ -304,7 +320,7 @@ namespace {
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   const char* name = binary_name(op);
   MINIDL_CHECK(a.defined() && b.defined(), ValueError, "[{}] got an undefined tensor", name);
-  DType t = promote_types(a.dtype(), b.dtype());
+  DType t = result_type({a, b});
   if ((op == BinaryOp::Div || op == BinaryOp::Pow) && !is_floating(t)) t = kFloat32;
   broadcast_shapes(a.shape(), b.shape(), name);  // error naming both shapes
   std::vector<Tensor> ops = broadcast_operands(name, {a.dtype() == t ? a : a.to(t),
@@ -406,9 +422,11 @@ std::vector<Tensor> Where::vjp(const std::vector<Tensor>& primals, const std::ve
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  MINIDL_CHECK(cond.defined() && a.defined() && b.defined(), ValueError,
+               "[where] got an undefined tensor");
   MINIDL_CHECK(cond.dtype() == kBool, DTypeError, "[where] condition must be bool, got {} {}",
                dtype_name(cond.dtype()), shape_str(cond.shape()));
-  DType t = promote_types(a.dtype(), b.dtype());
+  DType t = result_type({a, b});
   return apply1(std::make_shared<Where>(),
                 broadcast_operands("where", {cond, a.dtype() == t ? a : a.to(t),
                                              b.dtype() == t ? b : b.to(t)}));

@@ -24,7 +24,7 @@ std::vector<int64_t> reduce_dims(const std::vector<int64_t>& dims, const Shape& 
   for (int64_t d : dims) out.push_back(normalize_dim(d, static_cast<int64_t>(s.size()), op, s));
   std::sort(out.begin(), out.end());
   MINIDL_CHECK(std::adjacent_find(out.begin(), out.end()) == out.end(), ShapeError,
-               "[{}] dim repeated in {}", op, shape_str(dims));
+               "[{}] dim repeated in {} for a tensor of shape {}", op, shape_str(dims), shape_str(s));
   if (s.empty()) out.clear();  // a scalar has nothing to reduce
   return out;
 }

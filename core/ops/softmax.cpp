@@ -41,9 +41,10 @@ std::vector<Tensor> Softmax::eval_cpu(const std::vector<Tensor>& in) {
         C s = 0;
         for (int64_t j = 0; j < n; ++j) s += std::exp(static_cast<C>(src[base + j * inner]) - m);
         if (log) {
-          const C lse = m + std::log(s);
+          // (x - m) - log s: forming m + log s first would round away the digits of x - m.
+          const C ls = std::log(s);
           for (int64_t j = 0; j < n; ++j)
-            dst[base + j * inner] = scalar_t(static_cast<C>(src[base + j * inner]) - lse);
+            dst[base + j * inner] = scalar_t((static_cast<C>(src[base + j * inner]) - m) - ls);
         } else {
           const C inv = C(1) / s;
           for (int64_t j = 0; j < n; ++j)

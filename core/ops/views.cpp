@@ -234,6 +234,7 @@ std::vector<Tensor> Slice::vjp(const std::vector<Tensor>& primals, const std::ve
 }
 
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
+  MINIDL_CHECK(dim() > 0, ShapeError, "[slice] cannot slice a 0-dim tensor");
   d = normalize_dim(d, dim(), "slice", shape());
   const int64_t n = shape()[d];
   MINIDL_CHECK(step > 0, ValueError, "[slice] step must be positive, got {}", step);

@@ -1,0 +1,21 @@
+# Checks that the program embedded in a doc (between "<!-- begin FILE -->" and
+# "<!-- end FILE -->", in a ```cpp block) is the file itself, so the guide cannot drift from the
+# code it shows. Run by CTest: cmake -DDOC=docs/api.md -DPROGRAM=examples/tour.cpp -P ...
+get_filename_component(name ${PROGRAM} NAME)
+file(READ ${DOC} doc)
+file(READ ${PROGRAM} program)
+set(begin "<!-- begin ${name} -->\n```cpp\n")
+set(end "```\n<!-- end ${name} -->")
+string(FIND "${doc}" "${begin}" b)
+string(FIND "${doc}" "${end}" e)
+if(b EQUAL -1 OR e EQUAL -1)
+  message(FATAL_ERROR "${DOC} has no block marked '<!-- begin ${name} -->' ... '<!-- end ${name} -->'")
+endif()
+string(LENGTH "${begin}" blen)
+math(EXPR start "${b} + ${blen}")
+math(EXPR len "${e} - ${start}")
+string(SUBSTRING "${doc}" ${start} ${len} embedded)
+if(NOT embedded STREQUAL program)
+  message(FATAL_ERROR "the ${name} block in ${DOC} differs from ${PROGRAM}: copy the file into the doc")
+endif()
+message(STATUS "${DOC}: the ${name} block matches ${PROGRAM}")
