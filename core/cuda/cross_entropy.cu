@@ -14,9 +14,10 @@ namespace {
 // x: (rows, c) contiguous, V | c; target: (rows); loss: (rows) out. A target outside [0, c)
 // that is not `ignore` puts its row into *bad (the smallest such row wins).
 template <class T, int V, class Tgt>
-__global__ void cross_entropy_rows_kernel(const T* __restrict__ x, const Tgt* __restrict__ target,
-                                          int64_t rows, int64_t c, int64_t ignore,
-                                          double* __restrict__ loss, unsigned long long* bad) {
+__global__ void __launch_bounds__(kRowThreads)
+    cross_entropy_rows_kernel(const T* __restrict__ x, const Tgt* __restrict__ target, int64_t rows,
+                              int64_t c, int64_t ignore, double* __restrict__ loss,
+                              unsigned long long* bad) {
   using C = compute_t<T>;
   using VecT = Vec<T, V>;
   __shared__ MaxSum<C> red[32 * 8];
@@ -44,9 +45,9 @@ __global__ void cross_entropy_rows_kernel(const T* __restrict__ x, const Tgt* __
 // loss, target: (rows). out[0] = mean of loss over rows with target != ignore (NaN if none).
 // One block of blockDim.x threads.
 template <class T, class Tgt>
-__global__ void cross_entropy_mean_kernel(const double* __restrict__ loss,
-                                          const Tgt* __restrict__ target, int64_t rows,
-                                          int64_t ignore, T* out) {
+__global__ void __launch_bounds__(1024)
+    cross_entropy_mean_kernel(const double* __restrict__ loss, const Tgt* __restrict__ target,
+                              int64_t rows, int64_t ignore, T* out) {
   __shared__ double red[32];
   double sum = 0, count = 0;
   for (int64_t i = threadIdx.x; i < rows; i += blockDim.x)

@@ -14,9 +14,9 @@ namespace {
 // x, y: (rows, n) contiguous, V | n; w, b: (n) or null (kAffine false). Dynamic shared memory
 // (kCached): blockDim.y rows.
 template <class T, int V, bool kCached, bool kAffine>
-__global__ void layer_norm_kernel(const T* __restrict__ x, const T* __restrict__ w,
-                                  const T* __restrict__ b, T* __restrict__ y, int64_t rows,
-                                  int64_t n, compute_t<T> eps) {
+__global__ void __launch_bounds__(kRowThreads)
+    layer_norm_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+                      T* __restrict__ y, int64_t rows, int64_t n, compute_t<T> eps) {
   using C = compute_t<T>;
   using VecT = Vec<T, V>;
   extern __shared__ __align__(16) unsigned char smem_raw[];

@@ -85,9 +85,10 @@ struct ArgMaxReducer {
 // gridDim.x-th group) into out (one split) or partial[by][o]. Dynamic shared memory:
 // blockDim.x * blockDim.y accumulators.
 template <class In, class Red, class Index>
-__global__ void reduce_kernel(const In* x, OffsetCalc<1, Index> outer, OffsetCalc<1, Index> inner,
-                              int64_t n_out, Index n_in, Index chunk, bool row_mode, Red red,
-                              typename Red::out_t* out, typename Red::acc_t* partial) {
+__global__ void __launch_bounds__(512)
+    reduce_kernel(const In* x, OffsetCalc<1, Index> outer, OffsetCalc<1, Index> inner,
+                  int64_t n_out, Index n_in, Index chunk, bool row_mode, Red red,
+                  typename Red::out_t* out, typename Red::acc_t* partial) {
   using Acc = typename Red::acc_t;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Acc* smem = reinterpret_cast<Acc*>(smem_raw);
@@ -148,7 +149,7 @@ ReducePlan plan_reduce(int64_t n_out, int64_t n_in, bool inner_unit, bool outer_
   // Neighbouring threads should read neighbouring elements.
   p.row_mode = n_in > 1 && (inner_unit || !outer_unit);
   if (p.row_mode) {
-    p.nr = std::clamp(next_pow2(n_in), 32, 512);
+    p.nr = std::clamp(next_pow2(n_in), 32, 512);  // at most 512 threads: see reduce_kernel
     p.no = std::max(1, 256 / p.nr);
   } else {
     p.no = 32;

@@ -12,6 +12,9 @@ namespace minidl::cuda {
 
 /// Vectors of V elements each thread loads before using them (memory-level parallelism).
 constexpr int kRowUnroll = 4;
+/// Most threads per row; the row kernels declare __launch_bounds__(kRowThreads), so that the
+/// compiler keeps them within the registers a block of that size may use.
+constexpr int kRowThreads = 512;
 /// Shared memory a row block may use to keep its rows (beyond 48 KB needs an opt-in).
 constexpr size_t kRowCacheBytes = 96 * 1024;
 
@@ -30,7 +33,7 @@ inline RowConfig row_config(int64_t rows, int64_t n, int V, size_t bytes_per_ele
   RowConfig c{};
   c.vectorized = V > 1 && n % V == 0 && aligned;
   const int64_t nvec = c.vectorized ? n / V : n;
-  const int tpr = std::clamp(next_pow2((nvec + kRowUnroll - 1) / kRowUnroll), 32, 1024);
+  const int tpr = std::clamp(next_pow2((nvec + kRowUnroll - 1) / kRowUnroll), 32, kRowThreads);
   const int rpb = std::max(1, 256 / tpr);
   c.block = dim3(static_cast<unsigned>(tpr), static_cast<unsigned>(rpb));
   // The kernels loop over row blocks (for_row_blocks), so the grid may be smaller than needed.

@@ -16,8 +16,8 @@ namespace {
 
 // x, y: (rows, n) contiguous, V | n. Dynamic shared memory (kCached): blockDim.y rows.
 template <class T, int V, bool kLog, bool kCached>
-__global__ void softmax_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows,
-                                    int64_t n) {
+__global__ void __launch_bounds__(kRowThreads)
+    softmax_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t n) {
   using C = compute_t<T>;
   using VecT = Vec<T, V>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -53,8 +53,9 @@ __global__ void softmax_rows_kernel(const T* __restrict__ x, T* __restrict__ y, 
 // g, y, gx: (rows, n) contiguous, V | n. Dynamic shared memory (kCached): blockDim.y rows of g
 // then y.
 template <class T, int V, bool kLog, bool kCached>
-__global__ void softmax_backward_rows_kernel(const T* __restrict__ g, const T* __restrict__ y,
-                                             T* __restrict__ gx, int64_t rows, int64_t n) {
+__global__ void __launch_bounds__(kRowThreads)
+    softmax_backward_rows_kernel(const T* __restrict__ g, const T* __restrict__ y,
+                                 T* __restrict__ gx, int64_t rows, int64_t n) {
   using C = compute_t<T>;
   using VecT = Vec<T, V>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
