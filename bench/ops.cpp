@@ -159,7 +159,7 @@ void run_bandwidth(Out& out, const OpsOptions& o) {
                     o.reps),
                 copy_gbps);
 
-  for (int64_t cols : {int64_t(4096), int64_t(1000)}) {
+  for (int64_t cols : {int64_t(4096), int64_t(1000), int64_t(16384)}) {
     const int64_t rows = n / cols;
     const Tensor xr = x.slice(0, 0, rows * cols).view({rows, cols});
     const double b = static_cast<double>(rows * cols) * 4;

@@ -40,7 +40,12 @@ bool caching_from_env() {
   return !(v && std::string(v) == "0");
 }
 
-std::atomic<bool> g_caching{caching_from_env()};
+// A function-local static: allocations made while other files' statics are initialized see the
+// environment's setting too.
+std::atomic<bool>& caching_flag() {
+  static std::atomic<bool> flag{caching_from_env()};
+  return flag;
+}
 
 struct Block {
   size_t size;  // bytes counted (allocation_size of the request)
@@ -243,7 +248,7 @@ Allocator& caching_allocator(int device) {
 }
 
 void set_caching_enabled(bool on) {
-  g_caching = on;
+  caching_flag() = on;
   if (on) return;
   std::vector<CachingAllocator*> all;
   {
@@ -254,7 +259,7 @@ void set_caching_enabled(bool on) {
     if (a) a->empty_cache();
 }
 
-bool caching_enabled() { return g_caching; }
+bool caching_enabled() { return caching_flag(); }
 
 }  // namespace minidl::cuda
 #endif

@@ -129,6 +129,8 @@ OffsetCalc<N, Index> make_offset_calc(Shape shape, const std::array<Strides, N>&
 /// leading dims).
 inline Strides broadcast_strides(const Tensor& t, const Shape& shape) {
   const size_t n = shape.size(), m = t.shape().size();
+  MINIDL_CHECK(m <= n, ShapeError, "[broadcast] {} has more dims than {}", shape_str(t.shape()),
+               shape_str(shape));
   Strides out(n, 0);
   for (size_t i = 0; i < m; ++i) out[n - m + i] = t.shape()[i] == 1 ? 0 : t.strides()[i];
   return out;
