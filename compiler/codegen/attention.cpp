@@ -631,7 +631,7 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   b.line("constexpr float kScaleLog2e = {};  // NOTE [Online softmax in base 2]",
          float_lit(s.scale * 1.4426950408889634));
   b.line("MINIDL_DYNAMIC_SMEM(smem);");
-  b.line("float* Qs = reinterpret_cast<float*>(smem);  // [BM][ST] q tile · kScaleLog2e");
+  b.line("float* Qs = reinterpret_cast<float*>(smem);  // [BM][ST] q tile{}", l.split ? " · kScaleLog2e" : "");
   b.line("float* Ks = Qs + BM * ST;                     // [BN][ST]");
   b.line("float* Vs = Ks + BN * ST;                     // [BN][ST]");
   b.line("const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;");
@@ -642,7 +642,9 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   b.line("const T* k = static_cast<const T*>(p.k) + b * p.k_sb;");
   b.line("const T* v = static_cast<const T*>(p.v) + b * p.v_sb;");
   b.blank();
-  emit_tile_load(b, s, l.NT, {"Qs", "q", "p.q_sn", "p.q_sd", "m0", "p.n_q", "kScaleLog2e", l.BM, l.DK, l.ST});
+  // With the split, q · scale·log2(e) is represented to float32 accuracy; a single TF32 product
+  // would round the scaled q (16-bit q itself is exact), so there the scores are scaled instead.
+  emit_tile_load(b, s, l.NT, {"Qs", "q", "p.q_sn", "p.q_sd", "m0", "p.n_q", l.split ? "kScaleLog2e" : "", l.BM, l.DK, l.ST});
   b.line("const float* Qw = Qs + warp * 16 * ST;  // this warp's 16 rows");
   b.blank();
   b.comment("o: rows g and g + 8 of the warp, columns 8·dt + 2t + {0, 1}; stats for rows g, g + 8");
@@ -686,6 +688,7 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   b.line("#pragma unroll");
   b.open("for (int e = 0; e < 2; ++e)");
   b.line("const int col = n0 + 8 * nt + 2 * t + e;");
+  if (!l.split) b.line("s[nt][2 * h + e] *= kScaleLog2e;");
   b.line("if ({}) s[nt][2 * h + e] = -MINIDL_INF;", masked(s, "row", "col"));
   b.line("mx = fmaxf(mx, s[nt][2 * h + e]);");
   b.close();
