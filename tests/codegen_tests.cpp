@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -19,6 +20,9 @@
 #include "compiler/codegen/source_builder.h"
 #include "compiler/jit.h"
 #include "test_utils.h"
+#if MINIDL_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
 
 namespace fs = std::filesystem;
 using namespace minidl;
@@ -112,6 +116,7 @@ struct HostTensor {
     return make(t, B, N, d, static_cast<long long>(N) * d, d, 1, static_cast<size_t>(B) * N * d);
   }
   void* data() { return dtype == kFloat32 ? static_cast<void*>(f32.data()) : static_cast<void*>(h16.data()); }
+  size_t bytes() const { return dtype == kFloat32 ? f32.size() * 4 : h16.size() * 2; }
   size_t at(int b, int n, int c) const { return static_cast<size_t>(b * sb + n * sn + c * sd); }
   double get(int b, int n, int c) const {
     const size_t i = at(b, n, c);
@@ -232,9 +237,39 @@ double tolerance(const AttnCase& c) {
   }
 }
 
-// Runs the generated forward and backward of case c on the emulator and checks every output
-// against the float64 reference, after poisoning every output.
-void check_attention_emulated(const AttnCase& c) {
+// Where the kernels of a check run: the CPU emulator, or the GPU through the JIT.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  /// A copy of host memory the kernels can use (the emulator uses host memory as is).
+  virtual void* to_device(void* host, size_t bytes) = 0;
+  /// Copies kernel results back into host memory.
+  virtual void to_host(void* host, const void* dev, size_t bytes) = 0;
+  virtual void run(const GeneratedKernel& k, long long blocks, const void* params) = 0;
+};
+
+class EmulatorBackend : public Backend {
+ public:
+  void* to_device(void* host, size_t) override { return host; }
+  void to_host(void*, const void*, size_t) override {}
+  void run(const GeneratedKernel& k, long long blocks, const void* params) override {
+    auto it = kernels_.find(k.source);
+    if (it == kernels_.end()) {
+      // The parameter block type, from the signature "<name>(const minidl::<Type> p)".
+      const size_t at = k.source.find("const minidl::", k.source.find(k.name + "(")) + 14;
+      const std::string type = k.source.substr(at, k.source.find(' ', at) - at);
+      it = kernels_.emplace(k.source, std::make_unique<EmulatedKernel>(k, type)).first;
+    }
+    it->second->run(blocks, params);
+  }
+
+ private:
+  std::map<std::string, std::unique_ptr<EmulatedKernel>> kernels_;
+};
+
+// Runs the generated forward and backward of case c on a backend and checks every output against
+// the float64 reference. Every output buffer starts as NaN, so an element left unwritten fails.
+void check_attention(const AttnCase& c, Backend& be) {
   INFO(describe(c));
   std::mt19937 rng(1234 + c.d * 7 + c.n_q);
   const int B = c.batch, d = c.d;
@@ -259,14 +294,19 @@ void check_attention_emulated(const AttnCase& c) {
   spec.scale = scale;
   spec.math = c.math;
   spec.unit_d_stride = !c.strided;
+  auto dev = [&](HostTensor& t) { return be.to_device(t.data(), t.bytes()); };
+  auto dev_f = [&](std::vector<float>& x) { return static_cast<float*>(be.to_device(x.data(), x.size() * 4)); };
 
   // forward
-  EmulatedKernel fwd(generate_attention_forward(spec), "AttentionFwdParams");
   HostTensor o = HostTensor::contiguous(c.dtype, B, c.n_q, d);
   std::vector<float> lse(static_cast<size_t>(B) * c.n_q, NAN);
-  AttentionFwdParams fp{q.data(), k.data(), v.data(), o.data(), lse.data(), q.sb, q.sn, q.sd, k.sb, k.sn, k.sd,
-                        v.sb, v.sn, v.sd, B, c.n_q, c.n_k};
-  fwd.run(blocks_for(fwd.kernel(), B, c.n_q), &fp);
+  void *qd = dev(q), *kd = dev(k), *vd = dev(v), *od = dev(o), *dod = dev(dout);
+  float* lsed = dev_f(lse);
+  AttentionFwdParams fp{qd, kd, vd, od, lsed, q.sb, q.sn, q.sd, k.sb, k.sn, k.sd, v.sb, v.sn, v.sd, B, c.n_q, c.n_k};
+  const GeneratedKernel fwd = generate_attention_forward(spec);
+  be.run(fwd, blocks_for(fwd, B, c.n_q), &fp);
+  be.to_host(o.data(), od, o.bytes());
+  be.to_host(lse.data(), lsed, lse.size() * 4);
   const double tol = tolerance(c);
   const Compare co = compare(values(o), ref.o);
   CHECK_MESSAGE(co.all_written, "o has unwritten or non-finite elements");
@@ -275,27 +315,59 @@ void check_attention_emulated(const AttnCase& c) {
   CHECK_MESSAGE(cl.all_written, "lse has unwritten elements");
   CHECK_MESSAGE(cl.rel <= 1e-5, "lse relative error " << cl.rel);
 
-  // backward: delta, then the main kernel accumulating dq in float32
-  EmulatedKernel delta_k(generate_attention_backward_delta(spec), "AttentionBwdParams");
-  EmulatedKernel bwd(generate_attention_backward(spec), "AttentionBwdParams");
+  // backward: delta, then the main kernel accumulating dq in float32 (zeroed, as the launcher does)
   std::vector<float> delta(static_cast<size_t>(B) * c.n_q, NAN), dq(static_cast<size_t>(B) * c.n_q * d, 0.f);
   HostTensor dk = HostTensor::contiguous(c.dtype, B, c.n_k, d), dv = HostTensor::contiguous(c.dtype, B, c.n_k, d);
-  AttentionBwdParams bp{q.data(), k.data(), v.data(), o.data(), dout.data(), lse.data(), delta.data(), dq.data(),
-                        dk.data(), dv.data(), q.sb, q.sn, q.sd, k.sb, k.sn, k.sd, v.sb, v.sn, v.sd,
-                        o.sb, o.sn, o.sd, dout.sb, dout.sn, dout.sd, B, c.n_q, c.n_k};
-  delta_k.run(blocks_for(delta_k.kernel(), B, c.n_q), &bp);
-  bwd.run(blocks_for(bwd.kernel(), B, c.n_k), &bp);
+  float *deltad = dev_f(delta), *dqd = dev_f(dq);
+  void *dkd = dev(dk), *dvd = dev(dv);
+  AttentionBwdParams bp{qd, kd, vd, od, dod, lsed, deltad, dqd, dkd, dvd, q.sb, q.sn, q.sd, k.sb, k.sn, k.sd,
+                        v.sb, v.sn, v.sd, o.sb, o.sn, o.sd, dout.sb, dout.sn, dout.sd, B, c.n_q, c.n_k};
+  const GeneratedKernel delta_k = generate_attention_backward_delta(spec), bwd = generate_attention_backward(spec);
+  be.run(delta_k, blocks_for(delta_k, B, c.n_q), &bp);
+  be.run(bwd, blocks_for(bwd, B, c.n_k), &bp);
+  be.to_host(dq.data(), dqd, dq.size() * 4);
+  be.to_host(dk.data(), dkd, dk.bytes());
+  be.to_host(dv.data(), dvd, dv.bytes());
   const Compare cq = compare(std::vector<double>(dq.begin(), dq.end()), ref.dq);
   const Compare ck = compare(values(dk), ref.dk), cv = compare(values(dv), ref.dv);
   CHECK_MESSAGE(ck.all_written, "dk has unwritten elements");
   CHECK_MESSAGE(cv.all_written, "dv has unwritten elements");
-  // dq accumulates float32 partial products of rounded o: one more rounding step than dk, dv.
+  // dq and dk sum products of ds, whose (dp − delta) cancels: a little more rounding than dv.
   CHECK_MESSAGE(cq.rel <= tol * 2, "dq relative error " << cq.rel);
   CHECK_MESSAGE(ck.rel <= tol * 2, "dk relative error " << ck.rel);
   CHECK_MESSAGE(cv.rel <= tol, "dv relative error " << cv.rel);
   MESSAGE(describe(c) << ": rel errors o " << co.rel << " lse " << cl.rel << " dq " << cq.rel << " dk " << ck.rel
                       << " dv " << cv.rel);
 }
+
+#if MINIDL_WITH_CUDA
+// The GPU: buffers from cudaMalloc (outside the caching allocator, so the NaN poison of every
+// output is exactly what the kernel starts from), kernels through the JIT and its cache.
+class GpuBackend : public Backend {
+ public:
+  ~GpuBackend() override {
+    for (void* p : buffers_) cudaFree(p);
+  }
+  void* to_device(void* host, size_t bytes) override {
+    void* p = nullptr;
+    REQUIRE(cudaMalloc(&p, std::max<size_t>(bytes, 1)) == cudaSuccess);
+    buffers_.push_back(p);
+    REQUIRE(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice) == cudaSuccess);
+    return p;
+  }
+  void to_host(void* host, const void* dev, size_t bytes) override {
+    REQUIRE(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+  }
+  void run(const GeneratedKernel& k, long long blocks, const void* params) override {
+    jit::launch(jit::load(k), blocks, params);
+    const cudaError_t err = cudaDeviceSynchronize();
+    REQUIRE_MESSAGE(err == cudaSuccess, k.name << ": " << cudaGetErrorString(err));
+  }
+
+ private:
+  std::vector<void*> buffers_;
+};
+#endif
 
 }  // namespace
 
@@ -415,24 +487,48 @@ TEST_CASE("codegen: an NVRTC failure raises CompileError with the log and the du
 
 TEST_CASE("codegen: emulated FFMA attention matches float64 (float32, odd sizes, causal, strided)") {
   if (!emulator_or_skip("emulated FFMA attention")) return;
-  check_attention_emulated({AttentionMath::Ffma, kFloat32, 40, 17, 17, 2, true, false});
-  check_attention_emulated({AttentionMath::Ffma, kFloat32, 24, 1, 1, 1, false, false});
-  check_attention_emulated({AttentionMath::Ffma, kFloat32, 72, 70, 70, 1, true, true});
-  check_attention_emulated({AttentionMath::Ffma, kFloat32, 16, 100, 37, 1, false, false});
+  EmulatorBackend be;
+  check_attention({AttentionMath::Ffma, kFloat32, 40, 17, 17, 2, true, false}, be);
+  check_attention({AttentionMath::Ffma, kFloat32, 24, 1, 1, 1, false, false}, be);
+  check_attention({AttentionMath::Ffma, kFloat32, 72, 70, 70, 1, true, true}, be);
+  check_attention({AttentionMath::Ffma, kFloat32, 16, 100, 37, 1, false, false}, be);
 }
 
 TEST_CASE("codegen: emulated TF32 attention matches float64 (3xTF32 keeps float32 accuracy)") {
   if (!emulator_or_skip("emulated TF32 attention")) return;
-  check_attention_emulated({AttentionMath::Tf32, kFloat32, 40, 17, 17, 2, true, false});
-  check_attention_emulated({AttentionMath::Tf32, kFloat32, 72, 70, 70, 1, true, true});
-  check_attention_emulated({AttentionMath::Tf32, kFloat32, 64, 1, 1, 1, false, false});
-  check_attention_emulated({AttentionMath::Tf32, kFloat32, 24, 100, 37, 1, false, false});
+  EmulatorBackend be;
+  check_attention({AttentionMath::Tf32, kFloat32, 40, 17, 17, 2, true, false}, be);
+  check_attention({AttentionMath::Tf32, kFloat32, 72, 70, 70, 1, true, true}, be);
+  check_attention({AttentionMath::Tf32, kFloat32, 64, 1, 1, 1, false, false}, be);
+  check_attention({AttentionMath::Tf32, kFloat32, 24, 100, 37, 1, false, false}, be);
 }
 
 TEST_CASE("codegen: emulated attention in float16 and bfloat16 (float32 accumulation)") {
   if (!emulator_or_skip("emulated 16-bit attention")) return;
-  check_attention_emulated({AttentionMath::Ffma, kFloat16, 24, 33, 33, 1, true, false});
-  check_attention_emulated({AttentionMath::Tf32, kBFloat16, 64, 33, 33, 1, true, false});
-  check_attention_emulated({AttentionMath::Tf32, kFloat16, 40, 20, 20, 1, false, true});
-  check_attention_emulated({AttentionMath::Ffma, kBFloat16, 128, 9, 9, 1, false, false});
+  EmulatorBackend be;
+  check_attention({AttentionMath::Ffma, kFloat16, 24, 33, 33, 1, true, false}, be);
+  check_attention({AttentionMath::Tf32, kBFloat16, 64, 33, 33, 1, true, false}, be);
+  check_attention({AttentionMath::Tf32, kFloat16, 40, 20, 20, 1, false, true}, be);
+  check_attention({AttentionMath::Ffma, kBFloat16, 128, 9, 9, 1, false, false}, be);
 }
+
+// ============================================================================ GPU
+
+#if MINIDL_WITH_CUDA
+TEST_CASE("codegen gpu: attention kernels match float64 (seq 1, 17, 1000; odd head dims; causal; strided)") {
+  if (!testing::gpu_or_skip("codegen gpu: attention kernels")) return;
+  GpuBackend be;
+  for (AttentionMath m : {AttentionMath::Ffma, AttentionMath::Tf32}) {
+    check_attention({m, kFloat32, 40, 17, 17, 2, true, false}, be);
+    check_attention({m, kFloat32, 64, 1, 1, 3, false, false}, be);
+    check_attention({m, kFloat32, 72, 1000, 1000, 2, true, true}, be);
+    check_attention({m, kFloat32, 128, 1000, 1000, 1, false, false}, be);
+    check_attention({m, kFloat32, 24, 1000, 333, 2, false, true}, be);
+    check_attention({m, kFloat32, 16, 257, 257, 2, true, false}, be);
+    check_attention({m, kFloat16, 72, 1000, 1000, 1, true, false}, be);
+    check_attention({m, kBFloat16, 128, 333, 333, 2, false, true}, be);
+  }
+  check_attention({AttentionMath::Ffma, kFloat32, 256, 300, 300, 1, true, false}, be);
+  check_attention({AttentionMath::Ffma, kFloat32, 200, 77, 77, 1, false, true}, be);
+}
+#endif
