@@ -17,6 +17,7 @@
 #include "compiler/codegen/attention.h"
 #include "compiler/codegen/device/kernel_params.h"
 #include "compiler/codegen/embedded_headers.h"
+#include "compiler/codegen/fusion.h"
 #include "compiler/codegen/source_builder.h"
 #include "compiler/jit.h"
 #include "test_utils.h"
@@ -58,7 +59,8 @@ void write_text(const fs::path& p, const std::string& text) {
 class EmulatedKernel {
  public:
   EmulatedKernel(const GeneratedKernel& k, const std::string& params_type) : k_(k) {
-    const fs::path dir = fs::temp_directory_path() / fmt::format("minidl-emu-{}", ::getpid()) / k.name;
+    dir_ = fs::temp_directory_path() / fmt::format("minidl-emu-{}", ::getpid()) / k.name;
+    const fs::path& dir = dir_;
     for (const auto& h : embedded_headers()) write_text(dir / h.name, h.text);
     write_text(dir / "kernel.cpp",
                fmt::format("#include \"cuda_emu.h\"\n{}\nextern \"C\" void minidl_emu_run(unsigned grid, const void* p) {{\n"
@@ -80,12 +82,15 @@ class EmulatedKernel {
   }
   ~EmulatedKernel() {
     if (lib_) dlclose(lib_);
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
   }
   void run(long long blocks, const void* params) const { run_(static_cast<unsigned>(blocks), params); }
   const GeneratedKernel& kernel() const { return k_; }
 
  private:
   GeneratedKernel k_;
+  fs::path dir_;  // kept when the build fails, for its log
   void* lib_ = nullptr;
   void (*run_)(unsigned, const void*) = nullptr;
 };
@@ -369,6 +374,77 @@ class GpuBackend : public Backend {
 };
 #endif
 
+// ============================================================================ fused groups
+
+// The fused groups the compiler's fusion pass produces most, over odd sizes.
+FusedGroup softmax_group(int64_t rows, int64_t c) {
+  FusedGroup g("softmax", {rows, c});
+  g.nodes = {"%3 softmax"};
+  const int x = g.input(kFloat32, {c, 1});
+  const int e = g.unary("Exp", g.binary("Sub", x, g.row_max(x)));
+  g.output(g.binary("Div", e, g.row_sum(e)), kFloat32);
+  return g;
+}
+
+// layer_norm with weight and bias (broadcast along rows); also writes each row's mean.
+FusedGroup layer_norm_group(int64_t rows, int64_t c) {
+  FusedGroup g("layer_norm", {rows, c});
+  const int x = g.input(kFloat32, {c, 1}), w = g.input(kFloat32, {0, 1}), b = g.input(kFloat32, {0, 1});
+  const int inv_c = g.constant(1.0 / static_cast<double>(c));
+  const int mean = g.binary("Mul", g.row_sum(x), inv_c);
+  const int xc = g.binary("Sub", x, mean);
+  const int var = g.binary("Mul", g.row_sum(g.binary("Mul", xc, xc)), inv_c);
+  const int rstd = g.unary("Rsqrt", g.binary("Add", var, g.constant(1e-5)));
+  g.output(g.binary("Add", g.binary("Mul", g.binary("Mul", xc, rstd), w), b), kFloat32);
+  g.output(mean, kFloat32);
+  return g;
+}
+
+// gelu(x + bias) stored as bfloat16, and x + y with y read through transposed strides.
+FusedGroup bias_gelu_residual_group(int64_t rows, int64_t c) {
+  FusedGroup g("bias_gelu_residual", {rows, c});
+  const int x = g.input(kFloat32, {c, 1}), bias = g.input(kFloat32, {0, 1}), y = g.input(kFloat32, {1, rows});
+  g.output(g.unary("Gelu", g.binary("Add", x, bias)), kBFloat16);
+  g.output(g.binary("Add", x, y), kFloat32);
+  return g;
+}
+
+// Runs a group's kernel on a backend over CPU tensors: inputs as they are, outputs poisoned with NaN.
+void run_fused(Backend& be, const FusedGroup& g, const std::vector<Tensor>& in, const std::vector<Tensor>& out) {
+  const GeneratedKernel k = generate_fused(g);
+  FusedArgs args{};
+  for (size_t i = 0; i < in.size(); ++i) args.in[i] = be.to_device(in[i].data_ptr(), in[i].nbytes());
+  for (size_t i = 0; i < out.size(); ++i) {
+    Tensor(out[i]).fill_(NAN);
+    args.out[i] = be.to_device(out[i].data_ptr(), out[i].nbytes());
+  }
+  be.run(k, (fused_rows(g) + k.tile - 1) / k.tile, &args);
+  for (size_t i = 0; i < out.size(); ++i) be.to_host(out[i].data_ptr(), args.out[i], out[i].nbytes());
+}
+
+// The three groups against the eager CPU ops.
+void check_fused_groups(Backend& be) {
+  const int64_t rows = 37, c = 77;
+  Tensor x = randn({rows, c}), w = randn({c}), b = randn({c}), yt = randn({c, rows});
+  {
+    Tensor out = empty({rows, c});
+    run_fused(be, softmax_group(rows, c), {x}, {out});
+    CHECK(testing::rel_error(out, softmax(x, -1)) < 1e-6);
+  }
+  {
+    Tensor out = empty({rows, c}), mean_out = empty({rows});
+    run_fused(be, layer_norm_group(rows, c), {x, w, b}, {out, mean_out});
+    CHECK(testing::rel_error(out, layer_norm(x, w, b, 1e-5)) < 1e-5);
+    CHECK(testing::rel_error(mean_out, mean(x, {-1})) < 1e-6);
+  }
+  {
+    Tensor g_out = empty({rows, c}, kBFloat16), sum_out = empty({rows, c});
+    run_fused(be, bias_gelu_residual_group(rows, c), {x, b, yt}, {g_out, sum_out});
+    CHECK(testing::rel_error(g_out, gelu(x + b).to(kBFloat16)) < 1e-2);
+    CHECK(testing::rel_error(sum_out, x + yt.t()) == 0);
+  }
+}
+
 }  // namespace
 
 // ============================================================================ source builder
@@ -530,5 +606,45 @@ TEST_CASE("codegen gpu: attention kernels match float64 (seq 1, 17, 1000; odd he
   }
   check_attention({AttentionMath::Ffma, kFloat32, 256, 300, 300, 1, true, false}, be);
   check_attention({AttentionMath::Ffma, kFloat32, 200, 77, 77, 1, false, true}, be);
+}
+#endif
+
+// ============================================================================ fused groups
+
+TEST_CASE("codegen: fused groups are validated and specialised") {
+  FusedGroup g("bad", {4, 8});
+  const int x = g.input(kFloat32, {8, 1});
+  CHECK_THROWS_AS(g.unary("NoSuchOp", x), ValueError);
+  CHECK_THROWS_AS(g.binary("Add", x, 7), ValueError);
+  CHECK_THROWS_AS(g.binary("Add", x, g.cast(x, kFloat64)), DTypeError);
+  CHECK_THROWS_AS(generate_fused(g), ValueError);  // no outputs
+  const GeneratedKernel k = generate_fused(softmax_group(37, 77));
+  CHECK(k.source.find("implements graph nodes: %3 softmax") != std::string::npos);
+  CHECK(k.source.find("minidl::sop::Exp{}") != std::string::npos);  // the functor of core/scalar_ops.h
+  CHECK(k.source.find("constexpr int C = 77") != std::string::npos);
+  CHECK(fused_rows(softmax_group(37, 77)) == 37);
+  CHECK(fused_rows(bias_gelu_residual_group(37, 77)) == 37 * 77);
+}
+
+TEST_CASE("codegen: emulated fused groups match the eager CPU ops (softmax, layer_norm, bias+GELU, residual)") {
+  if (!emulator_or_skip("emulated fused groups")) return;
+  EmulatorBackend be;
+  check_fused_groups(be);
+}
+
+#if MINIDL_WITH_CUDA
+TEST_CASE("codegen: fused groups compile under NVRTC for sm_90") {
+  const auto opts = jit::compile_options("sm_90");
+  for (const FusedGroup& g : {softmax_group(37, 77), layer_norm_group(3, 1000), bias_gelu_residual_group(37, 77)}) {
+    const GeneratedKernel k = generate_fused(g);
+    INFO(k.name);
+    CHECK(jit::compile_cubin(k.name, k.source, opts).compare(0, 4, "\x7f" "ELF") == 0);
+  }
+}
+
+TEST_CASE("codegen gpu: fused groups match the eager CPU ops") {
+  if (!testing::gpu_or_skip("codegen gpu: fused groups")) return;
+  GpuBackend be;
+  check_fused_groups(be);
 }
 #endif

@@ -70,9 +70,6 @@ const char* dtype_tag(DType t) {
   }
 }
 
-// A float literal that round-trips the double.
-std::string float_lit(double v) { return fmt::format("{:.9g}f", v); }
-
 void validate(const char* what, const AttentionSpec& s) {
   MINIDL_CHECK(storage_type(s.dtype) != nullptr, DTypeError,
                "[{}] fused attention supports float32, float16 and bfloat16, got {}", what,
@@ -229,7 +226,7 @@ GeneratedKernel ffma_forward(const AttentionSpec& s) {
   emit_ffma_constants(b, l);
   b.line("constexpr int RM = {}, RN = {};  // score rows and columns per thread", RM, RN);
   b.line("constexpr float kScaleLog2e = {};  // scale · log2(e): NOTE [Online softmax in base 2]",
-         float_lit(s.scale * 1.4426950408889634));
+         float_literal(s.scale * 1.4426950408889634));
   b.line("MINIDL_DYNAMIC_SMEM(smem);");
   b.line("float* Qs = reinterpret_cast<float*>(smem);  // [BM][QS] q tile · kScaleLog2e");
   b.line("float* Ks = Qs + BM * QS;                     // [BN][QS]");
@@ -386,8 +383,8 @@ GeneratedKernel ffma_backward(const AttentionSpec& s) {
   emit_ffma_constants(b, l);
   b.line("constexpr int RMA = {}, RNA = {}, RNB = {};  // query rows, key columns, key rows per thread",
          RMA, RNA, RNB);
-  b.line("constexpr float kScale = {}, kScaleLog2e = {};", float_lit(s.scale),
-         float_lit(s.scale * 1.4426950408889634));
+  b.line("constexpr float kScale = {}, kScaleLog2e = {};", float_literal(s.scale),
+         float_literal(s.scale * 1.4426950408889634));
   b.line("MINIDL_DYNAMIC_SMEM(smem);");
   b.line("float* Ks = reinterpret_cast<float*>(smem);  // [BN][QS]");
   b.line("float* Vs = Ks + BN * QS;                     // [BN][QS]");
@@ -629,7 +626,7 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   b.line("typedef {} T;", storage_type(s.dtype));
   emit_tf32_constants(b, l);
   b.line("constexpr float kScaleLog2e = {};  // NOTE [Online softmax in base 2]",
-         float_lit(s.scale * 1.4426950408889634));
+         float_literal(s.scale * 1.4426950408889634));
   b.line("MINIDL_DYNAMIC_SMEM(smem);");
   b.line("float* Qs = reinterpret_cast<float*>(smem);  // [BM][ST] q tile{}", l.split ? " · kScaleLog2e" : "");
   b.line("float* Ks = Qs + BM * ST;                     // [BN][ST]");
@@ -780,8 +777,8 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   emit_tf32_constants(b, l);
   b.line("constexpr int PT = {};  // row stride of the dsᵀ tile", PT);
   b.line("constexpr int RB = {}, HT = {};  // dq: row blocks of 16; d tiles per warp", RB, HT);
-  b.line("constexpr float kScale = {}, kScaleLog2e = {};", float_lit(s.scale),
-         float_lit(s.scale * 1.4426950408889634));
+  b.line("constexpr float kScale = {}, kScaleLog2e = {};", float_literal(s.scale),
+         float_literal(s.scale * 1.4426950408889634));
   b.line("MINIDL_DYNAMIC_SMEM(smem);");
   b.line("float* Ks = reinterpret_cast<float*>(smem);  // [BN][ST]");
   b.line("float* Vs = Ks + BN * ST;                     // [BN][ST]");

@@ -35,4 +35,15 @@ SourceBuilder& SourceBuilder::close(std::string_view suffix) {
   return raw_line(text);
 }
 
+namespace {
+// "1" -> "1.0": a literal with a suffix needs a decimal point or an exponent.
+std::string with_point(std::string s) {
+  if (s.find_first_of(".eE") == std::string::npos) s += ".0";
+  return s;
+}
+}  // namespace
+
+std::string float_literal(double v) { return with_point(fmt::format("{:.9g}", v)) + "f"; }
+std::string double_literal(double v) { return with_point(fmt::format("{:.17g}", v)); }
+
 }  // namespace minidl::codegen

@@ -46,4 +46,9 @@ class SourceBuilder {
   int indent_ = 0;
 };
 
+/// A C++ float literal that round-trips v ("0.125f", "1.0f", "3e+38f"); finite v only.
+std::string float_literal(double v);
+/// The same for double ("0.125").
+std::string double_literal(double v);
+
 }  // namespace minidl::codegen
