@@ -124,6 +124,8 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 // ---- row ops
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
+/// The gradient of softmax (log: log_softmax) along dim, from the output y and its gradient g.
+Tensor softmax_backward(const Tensor& g, const Tensor& y, int64_t dim, bool log = false);
 /// Normalises over the last dim; weight and bias (shape (C,)) may be undefined.
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
 

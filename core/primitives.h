@@ -279,6 +279,23 @@ class Softmax : public Primitive {
   bool log_;
 };
 
+/// The gradient of softmax along dim from its output y and the output's gradient g:
+/// y * (g - sum(g * y)), or for log_softmax g - exp(y) * sum(g), in one pass over each row
+/// (the composition takes four). Inputs: g, y.
+class SoftmaxBackward : public Primitive {
+ public:
+  SoftmaxBackward(int64_t dim, bool log) : dim_(dim), log_(log) {}
+  const char* name() const override { return log_ ? "log_softmax_backward" : "softmax_backward"; }
+  std::string attrs() const override;
+  SaveMask saves(const std::vector<bool>& needs_grad, size_t n_out) const override;
+  int64_t dim() const { return dim_; }
+  bool is_log() const { return log_; }
+  MINIDL_PRIMITIVE_BODY
+ private:
+  int64_t dim_;  // normalised
+  bool log_;
+};
+
 /// Layer norm over the last dim. Inputs: x, then weight and bias if present (has_affine).
 class LayerNorm : public Primitive {
  public:

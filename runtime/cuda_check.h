@@ -1,5 +1,6 @@
 // CUDA-build-only helpers shared by every file that calls the CUDA runtime, cuBLAS or NVRTC:
-// one checking macro that names the call and the op, and the stream all work is ordered on.
+// one checking macro that names the call and the op, the stream all work is ordered on, and a
+// guard that makes a device current.
 #pragma once
 
 #include "core/config.h"
@@ -13,7 +14,22 @@ namespace minidl::cuda {
 void check(cudaError_t err, const char* call, const char* op, const char* file, int line);
 
 /// The stream minidl orders its work on for a device (created on first use, non-blocking).
+/// Every kernel, copy and cuBLAS call of minidl goes to it, so work on one device runs in
+/// program order (see NOTE [Stream-ordered reuse] in runtime/allocator.cpp).
 cudaStream_t current_stream(int device = 0);
+
+/// Makes `device` current for the scope (a no-op when it already is), restoring the previous
+/// one at exit.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;  // -1: nothing to restore
+};
 
 }  // namespace minidl::cuda
 

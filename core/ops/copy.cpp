@@ -20,6 +20,14 @@ std::vector<Tensor> Copy::eval_cpu(const std::vector<Tensor>& in) {
   return {out};
 }
 
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> Copy::eval_cuda(const std::vector<Tensor>& in) {
+  Tensor out = empty(in[0].shape(), in[0].dtype(), in[0].device(), "copy");
+  cuda::convert(out, in[0]);
+  return {out};
+}
+#endif
+
 SaveMask Copy::saves(const std::vector<bool>&, size_t) const { return {{false}, {false}}; }
 
 std::vector<Tensor> Copy::vjp(const std::vector<Tensor>&, const std::vector<Tensor>& cot,

@@ -56,6 +56,12 @@ std::vector<Tensor> Embedding::eval_cpu(const std::vector<Tensor>& in) {
   return {out};
 }
 
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> Embedding::eval_cuda(const std::vector<Tensor>& in) {
+  return {cuda::embedding(in[0], in[1])};
+}
+#endif
+
 SaveMask Embedding::saves(const std::vector<bool>&, size_t) const { return {{false, true}, {false}}; }
 
 std::vector<Tensor> Embedding::vjp(const std::vector<Tensor>& primals, const std::vector<Tensor>& cot,
@@ -101,6 +107,12 @@ std::vector<Tensor> EmbeddingBackward::eval_cpu(const std::vector<Tensor>& in) {
   });
   return {out};
 }
+
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> EmbeddingBackward::eval_cuda(const std::vector<Tensor>& in) {
+  return {cuda::embedding_backward(in[0], in[1], num_rows_)};
+}
+#endif
 
 SaveMask EmbeddingBackward::saves(const std::vector<bool>&, size_t) const {
   return {{false, true}, {false}};
@@ -150,6 +162,24 @@ std::vector<Tensor> Concat::eval_cpu(const std::vector<Tensor>& in) {
   }
   return {out};
 }
+
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> Concat::eval_cuda(const std::vector<Tensor>& in) {
+  const TensorMeta m = infer([&] { std::vector<TensorMeta> v; for (auto& t : in) v.push_back(t.meta()); return v; }())[0];
+  Tensor out = empty(m.shape, m.dtype, m.device, "cat");
+  int64_t at = 0;
+  for (const auto& t : in) {
+    const int64_t n = t.shape()[dim_];
+    if (n > 0) {
+      Shape s = out.shape();
+      s[dim_] = n;
+      cuda::convert(make_view(out, s, out.strides(), at * out.strides()[dim_]), t);
+    }
+    at += n;
+  }
+  return {out};
+}
+#endif
 
 SaveMask Concat::saves(const std::vector<bool>& ng, size_t) const {
   return {std::vector<bool>(ng.size(), false), {false}};
@@ -205,6 +235,12 @@ std::vector<Tensor> OneHot::eval_cpu(const std::vector<Tensor>& in) {
     std::memcpy(dst + (i * num_classes_ + ids[i]) * isz, one.data_ptr(), isz);
   return {out};
 }
+
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> OneHot::eval_cuda(const std::vector<Tensor>& in) {
+  return {cuda::one_hot(in[0], num_classes_, dtype_)};
+}
+#endif
 
 Tensor one_hot(const Tensor& indices, int64_t num_classes, DType dtype) {
   return apply1(std::make_shared<OneHot>(num_classes, dtype), {indices});

@@ -63,6 +63,12 @@ std::vector<Tensor> LayerNorm::eval_cpu(const std::vector<Tensor>& in) {
   return {out};
 }
 
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> LayerNorm::eval_cuda(const std::vector<Tensor>& in) {
+  return {cuda::layer_norm(in[0], affine_ ? in[1] : Tensor(), affine_ ? in[2] : Tensor(), eps_)};
+}
+#endif
+
 SaveMask LayerNorm::saves(const std::vector<bool>&, size_t) const {
   if (!affine_) return {{true}, {false}};
   return {{true, true, false}, {false}};

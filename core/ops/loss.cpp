@@ -57,6 +57,12 @@ std::vector<Tensor> CrossEntropy::eval_cpu(const std::vector<Tensor>& in) {
   return {scalar_tensor(count ? total / static_cast<double>(count) : NAN, {.dtype = x.dtype()})};
 }
 
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> CrossEntropy::eval_cuda(const std::vector<Tensor>& in) {
+  return {cuda::cross_entropy(in[0], in[1], ignore_index_)};
+}
+#endif
+
 SaveMask CrossEntropy::saves(const std::vector<bool>&, size_t) const { return {{true, true}, {false}}; }
 
 std::vector<Tensor> CrossEntropy::vjp(const std::vector<Tensor>& primals, const std::vector<Tensor>& cot,

@@ -64,6 +64,12 @@ std::vector<Tensor> Matmul::eval_cpu(const std::vector<Tensor>& in) {
   return {out};
 }
 
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> Matmul::eval_cuda(const std::vector<Tensor>& in) {
+  return {cuda::matmul(in[0], in[1], infer({in[0].meta(), in[1].meta()})[0])};
+}
+#endif
+
 SaveMask Matmul::saves(const std::vector<bool>& ng, size_t) const { return {{ng[1], ng[0]}, {false}}; }
 
 std::vector<Tensor> Matmul::vjp(const std::vector<Tensor>& primals, const std::vector<Tensor>& cot,

@@ -146,6 +146,10 @@ std::vector<Tensor> Unary::eval_cpu(const std::vector<Tensor>& in) {
   return {out};
 }
 
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> Unary::eval_cuda(const std::vector<Tensor>& in) { return {cuda::unary(op_, in[0])}; }
+#endif
+
 SaveMask Unary::saves(const std::vector<bool>&, size_t) const {
   switch (op_) {
     case UnaryOp::Neg: case UnaryOp::Sign: return {{false}, {false}};
@@ -258,6 +262,12 @@ std::vector<Tensor> Binary::eval_cpu(const std::vector<Tensor>& in) {
   }
   return {out};
 }
+
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> Binary::eval_cuda(const std::vector<Tensor>& in) {
+  return {cuda::binary(op_, in[0], in[1], infer({in[0].meta(), in[1].meta()})[0])};
+}
+#endif
 
 SaveMask Binary::saves(const std::vector<bool>& ng, size_t) const {
   switch (op_) {
@@ -391,6 +401,12 @@ std::vector<Tensor> Where::eval_cpu(const std::vector<Tensor>& in) {
   return {out};
 }
 
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> Where::eval_cuda(const std::vector<Tensor>& in) {
+  return {cuda::where(in[0], in[1], in[2], infer({in[0].meta(), in[1].meta(), in[2].meta()})[0])};
+}
+#endif
+
 SaveMask Where::saves(const std::vector<bool>&, size_t) const {
   return {{true, false, false}, {false}};
 }
@@ -448,6 +464,12 @@ std::vector<Tensor> MaskedFill::eval_cpu(const std::vector<Tensor>& in) {
   return {out};
 }
 
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> MaskedFill::eval_cuda(const std::vector<Tensor>& in) {
+  return {cuda::masked_fill(in[0], in[1], value_)};
+}
+#endif
+
 SaveMask MaskedFill::saves(const std::vector<bool>&, size_t) const { return {{false, true}, {false}}; }
 
 std::vector<Tensor> MaskedFill::vjp(const std::vector<Tensor>& primals,
@@ -500,6 +522,12 @@ std::vector<Tensor> Triangle::eval_cpu(const std::vector<Tensor>& in) {
   return {out};
 }
 
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> Triangle::eval_cuda(const std::vector<Tensor>& in) {
+  return {cuda::triangle(in[0], upper_, k_)};
+}
+#endif
+
 SaveMask Triangle::saves(const std::vector<bool>&, size_t) const { return {{false}, {false}}; }
 
 std::vector<Tensor> Triangle::vjp(const std::vector<Tensor>&, const std::vector<Tensor>& cot,
@@ -524,6 +552,14 @@ std::vector<Tensor> Cast::eval_cpu(const std::vector<Tensor>& in) {
   cpu::convert(out, in[0]);
   return {out};
 }
+
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> Cast::eval_cuda(const std::vector<Tensor>& in) {
+  Tensor out = empty(in[0].shape(), to_, in[0].device(), "cast");
+  cuda::convert(out, in[0]);
+  return {out};
+}
+#endif
 
 SaveMask Cast::saves(const std::vector<bool>&, size_t) const { return {{false}, {false}}; }
 

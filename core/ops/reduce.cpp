@@ -179,6 +179,12 @@ std::vector<Tensor> Reduce::eval_cpu(const std::vector<Tensor>& in) {
   return {out};
 }
 
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> Reduce::eval_cuda(const std::vector<Tensor>& in) {
+  return {cuda::reduce(op_, in[0], dims_, infer({in[0].meta()})[0])};
+}
+#endif
+
 SaveMask Reduce::saves(const std::vector<bool>&, size_t) const {
   const bool extremum = op_ == ReduceOp::Max || op_ == ReduceOp::Min;
   return {{extremum}, {extremum}};
@@ -270,6 +276,12 @@ std::vector<Tensor> ArgMax::eval_cpu(const std::vector<Tensor>& in) {
   });
   return {out};
 }
+
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> ArgMax::eval_cuda(const std::vector<Tensor>& in) {
+  return {cuda::argmax(in[0], dim_, infer({in[0].meta()})[0])};
+}
+#endif
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   const int64_t d = x.dim() == 0 ? 0 : normalize_dim(dim, x.dim(), "argmax", x.shape());

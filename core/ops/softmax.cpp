@@ -1,4 +1,5 @@
-// softmax and log_softmax along one dim: one pass per row on the CPU (max, sum of exp, write).
+// softmax and log_softmax along one dim, and their gradient (softmax_backward): one pass per row
+// on the CPU (max, sum of exp, write; dot, write), row kernels on CUDA (core/cuda/softmax.cu).
 #include <cmath>
 
 #include "core/cpu/parallel.h"
@@ -55,14 +56,94 @@ std::vector<Tensor> Softmax::eval_cpu(const std::vector<Tensor>& in) {
   return {out};
 }
 
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> Softmax::eval_cuda(const std::vector<Tensor>& in) {
+  return {cuda::softmax(in[0], dim_, log_)};
+}
+#endif
+
 SaveMask Softmax::saves(const std::vector<bool>&, size_t) const { return {{false}, {true}}; }
 
 std::vector<Tensor> Softmax::vjp(const std::vector<Tensor>&, const std::vector<Tensor>& cot,
                                  const std::vector<Tensor>& outputs, const std::vector<bool>&) {
-  const Tensor& g = cot[0];
-  const Tensor& y = outputs[0];
-  if (log_) return {g - exp(y) * sum(g, {dim_}, true)};
-  return {y * (g - sum(g * y, {dim_}, true))};
+  return {softmax_backward(cot[0], outputs[0], dim_, log_)};
+}
+
+// ============================================================================ SoftmaxBackward
+
+std::string SoftmaxBackward::attrs() const { return fmt::format("dim={}", dim_); }
+
+std::vector<TensorMeta> SoftmaxBackward::infer(const std::vector<TensorMeta>& in) const {
+  MINIDL_CHECK(in.size() == 2, ValueError, "[{}] expects 2 inputs (g, y), got {}", name(), in.size());
+  MINIDL_CHECK(in[0].shape == in[1].shape && in[0].dtype == in[1].dtype && is_floating(in[0].dtype),
+               ShapeError, "[{}] expects a gradient and an output of one shape and floating dtype, got {} {} and {} {}",
+               name(), dtype_name(in[0].dtype), shape_str(in[0].shape), dtype_name(in[1].dtype),
+               shape_str(in[1].shape));
+  return {{in[0].shape, in[0].dtype, common_device(name(), in)}};
+}
+
+std::vector<Tensor> SoftmaxBackward::eval_cpu(const std::vector<Tensor>& in) {
+  const Tensor g = in[0].contiguous(), y = in[1].contiguous();
+  Tensor out = empty(g.shape(), g.dtype(), kCPU, name());
+  if (g.numel() == 0) return {out};
+  // View as (outer, n, inner): rows run along dim with stride `inner`.
+  const int64_t n = g.dim() == 0 ? 1 : g.shape()[dim_];
+  int64_t inner = 1;
+  for (int64_t d = dim_ + 1; d < g.dim(); ++d) inner *= g.shape()[d];
+  const int64_t rows = g.numel() / n;
+  const bool log = log_;
+  MINIDL_DISPATCH_FLOAT(g.dtype(), name(), [&] {
+    using C = compute_t<scalar_t>;
+    const scalar_t* pg = static_cast<const scalar_t*>(g.data_ptr());
+    const scalar_t* py = static_cast<const scalar_t*>(y.data_ptr());
+    scalar_t* dst = static_cast<scalar_t*>(out.data_ptr());
+    cpu::parallel_for(rows, n * 6, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const int64_t base = (r / inner) * n * inner + r % inner;
+        C dot = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          const int64_t i = base + j * inner;
+          dot += log ? static_cast<C>(pg[i]) : static_cast<C>(pg[i]) * static_cast<C>(py[i]);
+        }
+        for (int64_t j = 0; j < n; ++j) {
+          const int64_t i = base + j * inner;
+          const C gi = static_cast<C>(pg[i]), yi = static_cast<C>(py[i]);
+          dst[i] = scalar_t(log ? gi - std::exp(yi) * dot : yi * (gi - dot));
+        }
+      }
+    });
+  });
+  return {out};
+}
+
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> SoftmaxBackward::eval_cuda(const std::vector<Tensor>& in) {
+  return {cuda::softmax_backward(in[0], in[1], dim_, log_)};
+}
+#endif
+
+SaveMask SoftmaxBackward::saves(const std::vector<bool>&, size_t) const { return {{true, true}, {false}}; }
+
+std::vector<Tensor> SoftmaxBackward::vjp(const std::vector<Tensor>& primals, const std::vector<Tensor>& cot,
+                                         const std::vector<Tensor>&, const std::vector<bool>& ng) {
+  // out = y (g - s), s = sum(g y):  dg = y (u - sum(u y)),  dy = u (g - s) - g sum(u y).
+  // log: out = g - exp(y) S, S = sum(g):  dg = u - sum(u exp(y)),  dy = -u exp(y) S.
+  const Tensor &g = primals[0], &y = primals[1], &u = cot[0];
+  Tensor gg, gy;
+  if (log_) {
+    Tensor ey = exp(y);
+    if (ng[0]) gg = u - sum(u * ey, {dim_}, true);
+    if (ng[1]) gy = -(u * ey) * sum(g, {dim_}, true);
+  } else {
+    if (ng[0]) gg = softmax_backward(u, y, dim_, false);
+    if (ng[1]) gy = u * (g - sum(g * y, {dim_}, true)) - g * sum(u * y, {dim_}, true);
+  }
+  return {gg, gy};
+}
+
+Tensor softmax_backward(const Tensor& g, const Tensor& y, int64_t dim, bool log) {
+  const char* op = log ? "log_softmax_backward" : "softmax_backward";
+  return apply1(std::make_shared<SoftmaxBackward>(normalize_dim(dim, y.dim(), op, y.shape()), log), {g, y});
 }
 
 Tensor softmax(const Tensor& x, int64_t dim) {

@@ -262,6 +262,14 @@ std::vector<Tensor> SliceBackward::eval_cpu(const std::vector<Tensor>& in) {
   return {out};
 }
 
+#if MINIDL_WITH_CUDA
+std::vector<Tensor> SliceBackward::eval_cuda(const std::vector<Tensor>& in) {
+  Tensor out = zeros(input_shape_, {.dtype = in[0].dtype(), .device = in[0].device()});
+  cuda::convert(slice_eval(out, dim_, start_, end_, step_), in[0]);
+  return {out};
+}
+#endif
+
 SaveMask SliceBackward::saves(const std::vector<bool>&, size_t) const { return {{false}, {false}}; }
 
 std::vector<Tensor> SliceBackward::vjp(const std::vector<Tensor>&, const std::vector<Tensor>& cot,
