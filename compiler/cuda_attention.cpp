@@ -62,19 +62,6 @@ bool unit_d_stride(std::initializer_list<const Tensor*> ts) {
   return true;
 }
 
-// Makes the tensors' device current for the launches, and restores the previous one.
-class DeviceScope {
- public:
-  explicit DeviceScope(Device d) {
-    MINIDL_CUDA_CHECK(cudaGetDevice(&previous_), kOp);
-    if (previous_ != d.index) MINIDL_CUDA_CHECK(cudaSetDevice(d.index), kOp);
-  }
-  ~DeviceScope() { (void)cudaSetDevice(previous_); }
-
- private:
-  int previous_ = 0;
-};
-
 enum class Kind { Forward, Delta, Backward };
 
 // The loaded kernel of one specialisation, generated and compiled on first use. The memo keeps
@@ -122,7 +109,7 @@ AttentionOutputs fused_attention_forward(const Tensor& q, const Tensor& k, const
   AttentionOutputs out{empty({B, nq, d}, q.dtype(), q.device(), kOp), empty({B, nq}, kFloat32, q.device(), kOp)};
   if (B == 0 || nq == 0 || d == 0) return out;
   MINIDL_CHECK(nk > 0, ShapeError, "[{}] no keys: q {}, k {}", kOp, shape_str(q.shape()), shape_str(k.shape()));
-  DeviceScope scope(q.device());
+  DeviceGuard guard(q.device().index);
   const jit::LoadedKernel& kern = kernel_for(Kind::Forward, spec_for(q, scale, causal, unit_d_stride({&q, &k, &v})));
   const auto& qs = q.strides();
   const auto& ks = k.strides();
@@ -150,7 +137,7 @@ AttentionGrads fused_attention_backward(const Tensor& q, const Tensor& k, const 
   const Tensor lse_c = lse.contiguous();
   Tensor dq32 = empty({B, nq, d}, kFloat32, q.device(), op);
   AttentionGrads g{Tensor(), empty({B, nk, d}, q.dtype(), q.device(), op), empty({B, nk, d}, q.dtype(), q.device(), op)};
-  DeviceScope scope(q.device());
+  DeviceGuard guard(q.device().index);
   int device = 0;
   MINIDL_CUDA_CHECK(cudaGetDevice(&device), op);
   if (dq32.numel() > 0)
