@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "compiler/attention_kernels.h"
 #include "compiler/codegen/attention.h"
 #include "compiler/codegen/device/kernel_params.h"
 #include "compiler/codegen/embedded_headers.h"
@@ -606,6 +607,40 @@ TEST_CASE("codegen gpu: attention kernels match float64 (seq 1, 17, 1000; odd he
   }
   check_attention({AttentionMath::Ffma, kFloat32, 256, 300, 300, 1, true, false}, be);
   check_attention({AttentionMath::Ffma, kFloat32, 200, 77, 77, 1, false, true}, be);
+}
+
+TEST_CASE("codegen gpu: fused_attention_forward/backward match float64 autograd on strided device views") {
+  if (!testing::gpu_or_skip("codegen gpu: fused_attention API")) return;
+  const int64_t B = 3, N = 77, d = 40;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  for (DType dt : {kFloat32, kBFloat16}) {
+    for (bool causal : {false, true}) {
+      INFO(dtype_name(dt) << (causal ? " causal" : ""));
+      // q is a transposed view of (N, B, d) memory on the device; k, v, dout are contiguous.
+      const Tensor q = randn({N, B, d}).to(dt).cuda().transpose(0, 1);
+      const Tensor k = randn({B, N, d}).to(dt).cuda(), v = randn({B, N, d}).to(dt).cuda();
+      const Tensor dout = randn({B, N, d}).to(dt).cuda();
+      // float64 autograd on the same (rounded) values
+      Tensor q64 = q.cpu().to(kFloat64).requires_grad_(), k64 = k.cpu().to(kFloat64).requires_grad_();
+      Tensor v64 = v.cpu().to(kFloat64).requires_grad_();
+      Tensor s = matmul(q64, k64.transpose(1, 2)) * scale;
+      if (causal) s = masked_fill(s, triu(ones({N, N}), 1) > 0.0, -INFINITY);
+      const Tensor o64 = matmul(softmax(s, -1), v64);
+      const Tensor lse64 = log(sum(exp(s), {-1}));
+      sum(o64 * dout.cpu().to(kFloat64)).backward();
+
+      const cuda::AttentionOutputs out = cuda::fused_attention_forward(q, k, v, scale, causal);
+      const cuda::AttentionGrads g = cuda::fused_attention_backward(q, k, v, out.o, out.lse, dout, scale, causal);
+      const double tol = dt == kFloat32 ? 1e-5 : 3e-2;
+      CHECK(out.o.dtype() == dt);
+      CHECK(g.dq.dtype() == dt);
+      CHECK(testing::rel_error(out.o.cpu(), o64.detach()) < tol);
+      CHECK(testing::rel_error(out.lse.cpu(), lse64.detach()) < 1e-5);
+      CHECK(testing::rel_error(g.dq.cpu(), q64.grad()) < 2 * tol);
+      CHECK(testing::rel_error(g.dk.cpu(), k64.grad()) < 2 * tol);
+      CHECK(testing::rel_error(g.dv.cpu(), v64.grad()) < tol);
+    }
+  }
 }
 #endif
 
