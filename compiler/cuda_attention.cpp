@@ -13,8 +13,10 @@
 #include "compiler/attention_kernels.h"
 
 #if MINIDL_WITH_CUDA
+#include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <tuple>
 #include <mutex>
 
 #include "compiler/codegen/attention.h"
@@ -71,9 +73,9 @@ const jit::LoadedKernel& kernel_for(Kind kind, const codegen::AttentionSpec& s) 
   static std::map<std::string, const jit::LoadedKernel*> memo;
   int device = 0;
   MINIDL_CUDA_CHECK(cudaGetDevice(&device), kOp);
-  const std::string key = fmt::format("{}|{}|{}|{}|{}|{:a}|{}|{}", static_cast<int>(kind),
+  const std::string key = fmt::format("{}|{}|{}|{}|{}|{:a}|{}|{}x{}|{}", static_cast<int>(kind),
                                       codegen::attention_math_name(s.math), static_cast<int>(s.dtype), s.head_dim,
-                                      s.causal, s.scale, s.unit_d_stride, device);
+                                      s.causal, s.scale, s.unit_d_stride, s.block_m, s.block_n, device);
   std::lock_guard<std::mutex> lock(mu);
   if (auto it = memo.find(key); it != memo.end()) return *it->second;
   const codegen::GeneratedKernel g = kind == Kind::Forward ? codegen::generate_attention_forward(s)
@@ -84,8 +86,23 @@ const jit::LoadedKernel& kernel_for(Kind kind, const codegen::AttentionSpec& s) 
   return k;
 }
 
-codegen::AttentionSpec spec_for(const Tensor& q, double scale, bool causal, bool unit) {
+// MINIDL_ATTENTION_TILES="fwd=64x64,bwd=32x64" overrides the generators' default tiles
+// (block_m x block_n) of the forward and/or backward kernels, for tuning without a rebuild.
+std::pair<int, int> tiles_from_env(Kind kind) {
+  const char* env = std::getenv("MINIDL_ATTENTION_TILES");
+  if (!env || kind == Kind::Delta) return {0, 0};
+  const std::string s = env, want = kind == Kind::Forward ? "fwd=" : "bwd=";
+  const size_t at = s.find(want);
+  if (at == std::string::npos) return {0, 0};
+  int m = 0, n = 0;
+  MINIDL_CHECK(std::sscanf(s.c_str() + at + want.size(), "%dx%d", &m, &n) == 2 && m > 0 && n > 0, ValueError,
+               "[{}] MINIDL_ATTENTION_TILES must look like fwd=64x64,bwd=32x64, got '{}'", kOp, s);
+  return {m, n};
+}
+
+codegen::AttentionSpec spec_for(Kind kind, const Tensor& q, double scale, bool causal, bool unit) {
   codegen::AttentionSpec s;
+  std::tie(s.block_m, s.block_n) = tiles_from_env(kind);
   s.head_dim = static_cast<int>(q.size(2));
   s.dtype = q.dtype();
   s.causal = causal;
@@ -110,7 +127,8 @@ AttentionOutputs fused_attention_forward(const Tensor& q, const Tensor& k, const
   if (B == 0 || nq == 0 || d == 0) return out;
   MINIDL_CHECK(nk > 0, ShapeError, "[{}] no keys: q {}, k {}", kOp, shape_str(q.shape()), shape_str(k.shape()));
   DeviceGuard guard(q.device().index);
-  const jit::LoadedKernel& kern = kernel_for(Kind::Forward, spec_for(q, scale, causal, unit_d_stride({&q, &k, &v})));
+  const jit::LoadedKernel& kern =
+      kernel_for(Kind::Forward, spec_for(Kind::Forward, q, scale, causal, unit_d_stride({&q, &k, &v})));
   const auto& qs = q.strides();
   const auto& ks = k.strides();
   const auto& vs = v.strides();
@@ -143,9 +161,9 @@ AttentionGrads fused_attention_backward(const Tensor& q, const Tensor& k, const 
   if (dq32.numel() > 0)
     MINIDL_CUDA_CHECK(cudaMemsetAsync(dq32.data_ptr(), 0, dq32.nbytes(), current_stream(device)), op);
   if (B > 0 && nq > 0 && nk > 0 && d > 0) {
-    const codegen::AttentionSpec s = spec_for(q, scale, causal, unit_d_stride({&q, &k, &v, &o, &dout}));
-    const jit::LoadedKernel& delta_k = kernel_for(Kind::Delta, s);
-    const jit::LoadedKernel& main_k = kernel_for(Kind::Backward, s);
+    const bool unit = unit_d_stride({&q, &k, &v, &o, &dout});
+    const jit::LoadedKernel& delta_k = kernel_for(Kind::Delta, spec_for(Kind::Delta, q, scale, causal, unit));
+    const jit::LoadedKernel& main_k = kernel_for(Kind::Backward, spec_for(Kind::Backward, q, scale, causal, unit));
     Tensor delta = empty({B, nq}, kFloat32, q.device(), op);
     const auto &qs = q.strides(), &ks = k.strides(), &vs = v.strides(), &os = o.strides(), &ds = dout.strides();
     AttentionBwdParams p{q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(), dout.data_ptr(),

@@ -228,11 +228,13 @@ struct AttnCase {
   DType dtype;
   int d, n_q, n_k, batch;
   bool causal, strided;
+  int block_m = 0, block_n = 0;  // 0: the default tiles
 };
 
 std::string describe(const AttnCase& c) {
-  return fmt::format("{} {} d={} n_q={} n_k={} B={}{}{}", attention_math_name(c.math), dtype_name(c.dtype), c.d,
-                     c.n_q, c.n_k, c.batch, c.causal ? " causal" : "", c.strided ? " strided" : "");
+  return fmt::format("{} {} d={} n_q={} n_k={} B={}{}{}{}", attention_math_name(c.math), dtype_name(c.dtype), c.d,
+                     c.n_q, c.n_k, c.batch, c.causal ? " causal" : "", c.strided ? " strided" : "",
+                     c.block_m ? fmt::format(" tiles {}x{}", c.block_m, c.block_n) : "");
 }
 
 double tolerance(const AttnCase& c) {
@@ -300,6 +302,8 @@ void check_attention(const AttnCase& c, Backend& be) {
   spec.scale = scale;
   spec.math = c.math;
   spec.unit_d_stride = !c.strided;
+  spec.block_m = c.block_m;
+  spec.block_n = c.block_n;
   auto dev = [&](HostTensor& t) { return be.to_device(t.data(), t.bytes()); };
   auto dev_f = [&](std::vector<float>& x) { return static_cast<float*>(be.to_device(x.data(), x.size() * 4)); };
 
@@ -506,6 +510,18 @@ TEST_CASE("codegen: attention specs outside the kernels' range are rejected") {
   CHECK_NOTHROW(generate_attention_backward(s));
   s.dtype = kFloat64;
   CHECK_THROWS_WITH_AS(generate_attention_forward(s), doctest::Contains("float64"), DTypeError);
+  s.dtype = kFloat32;
+  s.head_dim = 64;
+  s.math = AttentionMath::Tf32;
+  s.block_m = 24;  // not a multiple of a warp's 16 rows
+  CHECK_THROWS_AS(generate_attention_forward(s), ValueError);
+  s.block_m = 32;
+  s.block_n = 48;  // 3 warps backward cannot split 2 row blocks of dq
+  CHECK_THROWS_AS(generate_attention_backward(s), ValueError);
+  s.math = AttentionMath::Ffma;
+  s.head_dim = 256;
+  s.block_m = s.block_n = 256;  // far past the shared memory of a block
+  CHECK_THROWS_WITH_AS(generate_attention_forward(s), doctest::Contains("shared memory"), ValueError);
 }
 
 // ============================================================================ NVRTC
@@ -569,6 +585,7 @@ TEST_CASE("codegen: emulated FFMA attention matches float64 (float32, odd sizes,
   check_attention({AttentionMath::Ffma, kFloat32, 24, 1, 1, 1, false, false}, be);
   check_attention({AttentionMath::Ffma, kFloat32, 72, 70, 70, 1, true, true}, be);
   check_attention({AttentionMath::Ffma, kFloat32, 16, 100, 37, 1, false, false}, be);
+  check_attention({AttentionMath::Ffma, kFloat32, 40, 50, 50, 1, true, false, 32, 32}, be);
 }
 
 TEST_CASE("codegen: emulated TF32 attention matches float64 (3xTF32 keeps float32 accuracy)") {
@@ -578,6 +595,9 @@ TEST_CASE("codegen: emulated TF32 attention matches float64 (3xTF32 keeps float3
   check_attention({AttentionMath::Tf32, kFloat32, 72, 70, 70, 1, true, true}, be);
   check_attention({AttentionMath::Tf32, kFloat32, 64, 1, 1, 1, false, false}, be);
   check_attention({AttentionMath::Tf32, kFloat32, 24, 100, 37, 1, false, false}, be);
+  // other tiles: 1 or 2 warps forward, 8 or 2 warps backward
+  check_attention({AttentionMath::Tf32, kFloat32, 40, 50, 50, 1, true, false, 16, 128}, be);
+  check_attention({AttentionMath::Tf32, kFloat32, 24, 70, 45, 1, false, true, 32, 32}, be);
 }
 
 TEST_CASE("codegen: emulated attention in float16 and bfloat16 (float32 accumulation)") {

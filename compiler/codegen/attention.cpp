@@ -180,13 +180,18 @@ FfmaLayout ffma_layout(const AttentionSpec& s, bool backward) {
   l.NT = backward ? 256 : 128;
   l.TR = l.NT / l.TC;
   if (!backward) {
-    l.BM = s.head_dim <= 16 ? 64 : s.head_dim <= 128 ? 64 : 32;
+    l.BM = s.head_dim <= 128 ? 64 : 32;
     l.BN = s.head_dim <= 64 ? 64 : 32;
   } else {
     l.BM = s.head_dim <= 64 ? 64 : 32;
     l.BN = s.head_dim <= 128 ? 64 : 32;
   }
-  l.BM = std::max(l.BM, l.TR);  // every thread row owns at least one query row
+  l.BM = std::max(s.block_m ? s.block_m : l.BM, l.TR);  // every thread row owns a query row
+  l.BN = s.block_n ? s.block_n : l.BN;
+  const int key_multiple = backward ? l.TR : l.TC;  // TR and TC are multiples of 4
+  MINIDL_CHECK(l.BM % l.TR == 0 && l.BN > 0 && l.BN % key_multiple == 0, ValueError,
+               "[attention codegen] ffma {} tiles {}x{}: query rows must be a multiple of {}, keys of {}",
+               backward ? "backward" : "forward", l.BM, l.BN, l.TR, key_multiple);
   l.DP = round_up(l.D, 4);
   l.DW = round_up(l.D, 4 * l.TC);
   l.QS = l.DW + 4;  // DW/4 is even, so QS/4 is odd: NOTE [Attention tiles and shared memory]
@@ -552,10 +557,11 @@ GeneratedKernel ffma_backward(const AttentionSpec& s) {
 
 // ============================================================================ Tf32 helpers
 
-// The TF32 layout: 4 warps; a warp owns 16 rows of a tile; mma m16n8k8 fragments
-// (g = lane / 4, t = lane % 4). DK: head dim padded to 8; ST: row stride ≡ 4 (mod 32).
+// The TF32 layout: a warp owns 16 rows of the resident tile (query rows forward, keys backward);
+// mma m16n8k8 fragments (g = lane / 4, t = lane % 4). DK: head dim padded to 8; ST: row stride
+// ≡ 4 (mod 32).
 struct Tf32Layout {
-  int D, DK, ST, BM, BN, NT;
+  int D, DK, ST, BM, BN, NT, warps;
   bool split;  // 3xTF32 (float32 storage) or one TF32 product (16-bit storage)
 };
 
@@ -564,15 +570,25 @@ Tf32Layout tf32_layout(const AttentionSpec& s, bool backward) {
   l.D = s.head_dim;
   l.DK = round_up(l.D, 8);
   l.ST = padded_stride(l.DK, 4);
-  l.NT = 128;
   l.split = s.dtype == kFloat32;
   if (!backward) {
-    l.BM = 64;
-    l.BN = l.D <= 128 ? 64 : 32;
+    l.BM = s.block_m ? s.block_m : 64;
+    l.BN = s.block_n ? s.block_n : l.D <= 128 ? 64 : 32;
+    l.warps = l.BM / 16;
   } else {
-    l.BN = 64;
-    l.BM = l.D <= 64 ? 64 : 32;
+    l.BN = s.block_n ? s.block_n : 64;
+    l.BM = s.block_m ? s.block_m : l.D <= 64 ? 64 : 32;
+    l.warps = l.BN / 16;
   }
+  l.NT = 32 * l.warps;
+  const int resident = backward ? l.BN : l.BM, step = backward ? l.BM : l.BN;
+  MINIDL_CHECK(resident % 16 == 0 && l.warps >= 1 && l.warps <= 8 && step % 8 == 0 && step > 0 &&
+                   (!backward || (l.BM % 16 == 0 && l.warps % (l.BM / 16) == 0)),
+               ValueError,
+               "[attention codegen] tf32 {} tiles {}x{}: the resident tile needs 16..128 rows in 16s, the "
+               "streamed one a multiple of 8{}",
+               backward ? "backward" : "forward", l.BM, l.BN,
+               backward ? " (and of 16, dividing the warps' rows)" : "");
   return l;
 }
 
@@ -756,7 +772,7 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   const Tf32Layout l = tf32_layout(s, true);
   const int PT = padded_stride(l.BM, 4);  // dsᵀ tile row stride
   // dq = ds k: BM/16 row blocks of 16, the d tiles shared among the warps of a row block.
-  const int RB = l.BM / 16, parts = 4 / RB, HT = (l.DK / 8 + parts - 1) / parts;
+  const int RB = l.BM / 16, parts = l.warps / RB, HT = (l.DK / 8 + parts - 1) / parts;
   GeneratedKernel k;
   k.name = kernel_name("bwd", s, l.BM, l.BN);
   k.threads = l.NT;
@@ -950,14 +966,26 @@ const char* attention_math_name(AttentionMath m) { return m == AttentionMath::Ff
 
 int max_head_dim(AttentionMath m) { return m == AttentionMath::Ffma ? 256 : 128; }
 
+namespace {
+// Hopper's limit of dynamic shared memory per block.
+constexpr size_t kMaxSharedBytes = 227 * 1024;
+
+GeneratedKernel checked_smem(GeneratedKernel k) {
+  MINIDL_CHECK(k.smem_bytes <= kMaxSharedBytes, ValueError,
+               "[attention codegen] {} needs {} bytes of shared memory per block; at most {} exist: use smaller tiles",
+               k.name, k.smem_bytes, kMaxSharedBytes);
+  return k;
+}
+}  // namespace
+
 GeneratedKernel generate_attention_forward(const AttentionSpec& spec) {
   validate("attention_forward", spec);
-  return spec.math == AttentionMath::Ffma ? ffma_forward(spec) : tf32_forward(spec);
+  return checked_smem(spec.math == AttentionMath::Ffma ? ffma_forward(spec) : tf32_forward(spec));
 }
 
 GeneratedKernel generate_attention_backward(const AttentionSpec& spec) {
   validate("attention_backward", spec);
-  return spec.math == AttentionMath::Ffma ? ffma_backward(spec) : tf32_backward(spec);
+  return checked_smem(spec.math == AttentionMath::Ffma ? ffma_backward(spec) : tf32_backward(spec));
 }
 
 GeneratedKernel generate_attention_backward_delta(const AttentionSpec& spec) {

@@ -31,6 +31,10 @@ struct AttentionSpec {
   AttentionMath math = AttentionMath::Ffma;
   bool unit_d_stride = true;                 // q, k, v (and dout) have stride 1 along d
   std::vector<std::string> nodes;            // graph nodes the kernels implement, for the header
+  // Tiles; 0 picks the default for the head dim and math (docs/kernel-notes.md). Forward:
+  // block_m query rows per block, block_n keys per step. Backward: block_n keys per block,
+  // block_m query rows per step. Tf32 runs one warp per 16 of the block's rows.
+  int block_m = 0, block_n = 0;
 };
 
 /// Largest head dim each math supports (Tf32's backward keeps dK and dV for 16 keys × d per
