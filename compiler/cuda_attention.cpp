@@ -73,9 +73,9 @@ const jit::LoadedKernel& kernel_for(Kind kind, const codegen::AttentionSpec& s) 
   static std::map<std::string, const jit::LoadedKernel*> memo;
   int device = 0;
   MINIDL_CUDA_CHECK(cudaGetDevice(&device), kOp);
-  const std::string key = fmt::format("{}|{}|{}|{}|{}|{:a}|{}|{}x{}|{}", static_cast<int>(kind),
+  const std::string key = fmt::format("{}|{}|{}|{}|{}|{:a}|{}|{}x{}|{}|{}", static_cast<int>(kind),
                                       codegen::attention_math_name(s.math), static_cast<int>(s.dtype), s.head_dim,
-                                      s.causal, s.scale, s.unit_d_stride, s.block_m, s.block_n, device);
+                                      s.causal, s.scale, s.unit_d_stride, s.block_m, s.block_n, s.async_copy, device);
   std::lock_guard<std::mutex> lock(mu);
   if (auto it = memo.find(key); it != memo.end()) return *it->second;
   const codegen::GeneratedKernel g = kind == Kind::Forward ? codegen::generate_attention_forward(s)
@@ -103,6 +103,8 @@ std::pair<int, int> tiles_from_env(Kind kind) {
 codegen::AttentionSpec spec_for(Kind kind, const Tensor& q, double scale, bool causal, bool unit) {
   codegen::AttentionSpec s;
   std::tie(s.block_m, s.block_n) = tiles_from_env(kind);
+  const char* async = std::getenv("MINIDL_ATTENTION_ASYNC");  // "0": plain loads, for A/B timing
+  s.async_copy = !(async && std::string(async) == "0");
   s.head_dim = static_cast<int>(q.size(2));
   s.dtype = q.dtype();
   s.causal = causal;

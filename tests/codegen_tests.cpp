@@ -229,12 +229,14 @@ struct AttnCase {
   int d, n_q, n_k, batch;
   bool causal, strided;
   int block_m = 0, block_n = 0;  // 0: the default tiles
+  bool async_copy = true;
 };
 
 std::string describe(const AttnCase& c) {
   return fmt::format("{} {} d={} n_q={} n_k={} B={}{}{}{}", attention_math_name(c.math), dtype_name(c.dtype), c.d,
                      c.n_q, c.n_k, c.batch, c.causal ? " causal" : "", c.strided ? " strided" : "",
-                     c.block_m ? fmt::format(" tiles {}x{}", c.block_m, c.block_n) : "");
+                     c.block_m ? fmt::format(" tiles {}x{}", c.block_m, c.block_n) : "") +
+         (c.async_copy ? "" : " sync");
 }
 
 double tolerance(const AttnCase& c) {
@@ -304,6 +306,7 @@ void check_attention(const AttnCase& c, Backend& be) {
   spec.unit_d_stride = !c.strided;
   spec.block_m = c.block_m;
   spec.block_n = c.block_n;
+  spec.async_copy = c.async_copy;
   auto dev = [&](HostTensor& t) { return be.to_device(t.data(), t.bytes()); };
   auto dev_f = [&](std::vector<float>& x) { return static_cast<float*>(be.to_device(x.data(), x.size() * 4)); };
 
@@ -598,6 +601,7 @@ TEST_CASE("codegen: emulated TF32 attention matches float64 (3xTF32 keeps float3
   // other tiles: 1 or 2 warps forward, 8 or 2 warps backward
   check_attention({AttentionMath::Tf32, kFloat32, 40, 50, 50, 1, true, false, 16, 128}, be);
   check_attention({AttentionMath::Tf32, kFloat32, 24, 70, 45, 1, false, true, 32, 32}, be);
+  check_attention({AttentionMath::Tf32, kFloat32, 40, 70, 70, 1, true, false, 0, 0, false}, be);  // plain loads
 }
 
 TEST_CASE("codegen: emulated attention in float16 and bfloat16 (float32 accumulation)") {

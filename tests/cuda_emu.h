@@ -10,8 +10,8 @@
 // A barrier not reached by every live thread is a deadlock and throws. Dynamic shared memory is
 // filled with NaNs before every block, so reading unwritten shared memory poisons the result.
 //
-// The functions device.cuh writes in PTX (f16 conversions, TF32 rounding, mma.sync m16n8k8)
-// are implemented here from the PTX ISA's definitions.
+// The functions device.cuh writes in PTX (f16 conversions, TF32 rounding, mma.sync m16n8k8,
+// cp.async) are implemented here from the PTX ISA's definitions.
 #pragma once
 
 #if !defined(__x86_64__)
@@ -95,11 +95,21 @@ namespace emu {
 
 enum class State { Runnable, BlockWait, WarpWait, Done };
 
+// A cp.async copy, performed when its thread waits for its group: the latest moment the
+// hardware may complete it, so a read before the wait sees the NaN poison.
+struct AsyncCopy {
+  float* dst;
+  const float* src;
+  bool valid;
+};
+
 struct Fiber {
   void* sp = nullptr;
   std::vector<char> stack;
   unsigned tid = 0;
   State state = State::Runnable;
+  std::vector<AsyncCopy> open_copies;
+  std::vector<std::vector<AsyncCopy>> copy_groups;
 };
 
 struct Warp {
@@ -221,6 +231,8 @@ inline void launch(unsigned grid, unsigned block, size_t smem_bytes, std::functi
       Fiber& f = e.fibers[t];
       f.tid = t;
       f.state = State::Runnable;
+      f.open_copies.clear();
+      f.copy_groups.clear();
       if (f.stack.empty()) f.stack.resize(kStack);
       // Initial frame: six callee-saved registers, then fiber_main as the return address; the
       // stack pointer is 8 mod 16 at fiber_main's entry, as after a call.
@@ -310,6 +322,23 @@ inline void mma_tf32(float (&c)[4], const unsigned (&a)[4], const unsigned (&b)[
   }
   emu::syncwarp();  // every lane has read the fragments before any lane changes them
   for (int i = 0; i < 4; ++i) c[i] = d[i];
+}
+
+inline void cp_async_f32(float* dst, const float* src, bool valid) {
+  emu::state().current->open_copies.push_back({dst, src, valid});
+}
+inline void cp_async_commit() {
+  emu::Fiber& f = *emu::state().current;
+  f.copy_groups.push_back(std::move(f.open_copies));
+  f.open_copies.clear();
+}
+template <int N>
+void cp_async_wait() {
+  emu::Fiber& f = *emu::state().current;
+  while (f.copy_groups.size() > static_cast<size_t>(N)) {
+    for (const emu::AsyncCopy& c : f.copy_groups.front()) *c.dst = c.valid ? *c.src : 0.f;
+    f.copy_groups.erase(f.copy_groups.begin());
+  }
 }
 
 }  // namespace dev

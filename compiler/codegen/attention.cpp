@@ -82,9 +82,9 @@ void validate(const char* what, const AttentionSpec& s) {
 }
 
 std::string kernel_name(const char* kind, const AttentionSpec& s, int bm, int bn) {
-  return fmt::format("minidl_attn_{}_{}_{}_d{}{}{}_m{}n{}", kind, attention_math_name(s.math),
+  return fmt::format("minidl_attn_{}_{}_{}_d{}{}{}_m{}n{}{}", kind, attention_math_name(s.math),
                      dtype_tag(s.dtype), s.head_dim, s.causal ? "_causal" : "",
-                     s.unit_d_stride ? "" : "_strided", bm, bn);
+                     s.unit_d_stride ? "" : "_strided", bm, bn, s.async_copy ? "" : "_sync");
 }
 
 // The comment every kernel starts with: what it computes, from which graph nodes, and how.
@@ -110,6 +110,7 @@ void emit_header(SourceBuilder& b, const std::string& what, const AttentionSpec&
 struct TileLoad {
   std::string dst, src, sn, sd, row0, n, mul;
   int rows, width, stride;
+  bool async = false;  // float32 through cp.async (no mul): lands at a later cp_async_wait
 };
 // A thread keeps one column and walks rows (or, for rows wider than the block, one row at a
 // time in steps of the block): the address advances by a constant, and the unroll is capped
@@ -117,8 +118,20 @@ struct TileLoad {
 void emit_tile_load(SourceBuilder& b, const AttentionSpec& s, int threads, const TileLoad& t) {
   const std::string col_off = s.unit_d_stride ? "c" : "c * " + t.sd;
   const std::string scaled = t.mul.empty() ? "x" : "x * " + t.mul;
-  b.comment(fmt::format("{} = rows {} + [0, {}) of {}{}, zero past row {} and column D", t.dst, t.row0, t.rows,
-                        t.src, t.mul.empty() ? "" : " · " + t.mul, t.n));
+  b.comment(fmt::format("{} {} rows {} + [0, {}) of {}{}, zero past row {} and column D", t.dst,
+                        t.async ? "<- (async)" : "=", t.row0, t.rows, t.src, t.mul.empty() ? "" : " · " + t.mul, t.n));
+  // The copy of element (r, c), whose row is in range when `row_in`.
+  auto copy = [&](const std::string& row_in) {
+    if (t.async) {
+      b.line("const bool ok = {} && c < D;", row_in);
+      b.line("cp_async_f32({} + r * {} + c, {} + (ok ? (long long)({} + r) * {} + {} : 0), ok);", t.dst, t.stride,
+             t.src, t.row0, t.sn, col_off);
+    } else {
+      b.line("float x = 0.f;");
+      b.line("if ({} && c < D) x = load({} + (long long)({} + r) * {} + {});", row_in, t.src, t.row0, t.sn, col_off);
+      b.line("{}[r * {} + c] = {};", t.dst, t.stride, scaled);
+    }
+  };
   b.open("");
   if (t.width <= threads) {
     const int rpp = threads / t.width, passes = (t.rows + rpp - 1) / rpp;
@@ -128,10 +141,7 @@ void emit_tile_load(SourceBuilder& b, const AttentionSpec& s, int threads, const
     b.open("for (int pass = 0; pass < {}; ++pass)", passes);
     b.line("const int r = r0 + {} * pass;", rpp);
     if (t.rows % rpp != 0) b.line("if (r >= {}) break;", t.rows);
-    b.line("float x = 0.f;");
-    b.line("if ({} + r < {} && c < D) x = load({} + (long long)({} + r) * {} + {});", t.row0, t.n, t.src, t.row0,
-           t.sn, col_off);
-    b.line("{}[r * {} + c] = {};", t.dst, t.stride, scaled);
+    copy(fmt::format("{} + r < {}", t.row0, t.n));
     b.close();
     if (threads % t.width != 0) b.close();
   } else {
@@ -139,9 +149,7 @@ void emit_tile_load(SourceBuilder& b, const AttentionSpec& s, int threads, const
     b.line("const bool row_in = {} + r < {};", t.row0, t.n);
     b.line("#pragma unroll");
     b.open("for (int c = tid; c < {}; c += {})", t.width, threads);
-    b.line("float x = 0.f;");
-    b.line("if (row_in && c < D) x = load({} + (long long)({} + r) * {} + {});", t.src, t.row0, t.sn, col_off);
-    b.line("{}[r * {} + c] = {};", t.dst, t.stride, scaled);
+    copy("row_in");
     b.close();
     b.close();
   }
@@ -563,6 +571,7 @@ GeneratedKernel ffma_backward(const AttentionSpec& s) {
 struct Tf32Layout {
   int D, DK, ST, BM, BN, NT, warps;
   bool split;  // 3xTF32 (float32 storage) or one TF32 product (16-bit storage)
+  bool async;  // float32 storage: tiles copied with cp.async (forward: NOTE [Async K/V pipeline])
 };
 
 Tf32Layout tf32_layout(const AttentionSpec& s, bool backward) {
@@ -571,6 +580,7 @@ Tf32Layout tf32_layout(const AttentionSpec& s, bool backward) {
   l.DK = round_up(l.D, 8);
   l.ST = padded_stride(l.DK, 4);
   l.split = s.dtype == kFloat32;
+  l.async = s.async_copy && s.dtype == kFloat32 && !backward;
   if (!backward) {
     l.BM = s.block_m ? s.block_m : 64;
     l.BN = s.block_n ? s.block_n : l.D <= 128 ? 64 : 32;
@@ -665,11 +675,32 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   b.line("#pragma unroll");
   b.line("for (int dt = 0; dt < DK / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;");
   b.line("const int n_end = {};", s.causal ? "min(p.n_k, m0 + BM)" : "p.n_k");
-  b.open("for (int n0 = 0; n0 < n_end; n0 += BN)");
-  b.line("__syncthreads();  // q stored; the previous step's readers of Ks, Vs are done");
-  emit_tile_load(b, s, l.NT, {"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST});
-  emit_tile_load(b, s, l.NT, {"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST});
-  b.line("__syncthreads();");
+  // NOTE [Async K/V pipeline]: with float32 storage the next K tile streams in (cp.async) while
+  // this step's softmax and P·V run, and the next V tile while the next S runs; Ks and Vs each
+  // have one buffer, so a barrier separates the last read of a tile from the copy over it.
+  const TileLoad k_tile{"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST, l.async};
+  const TileLoad v_tile{"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST, l.async};
+  TileLoad k_next = k_tile, v_next = v_tile;
+  k_next.row0 = v_next.row0 = "(n0 + BN)";
+  if (l.async) {
+    b.comment("NOTE [Async K/V pipeline]: the first K and V tiles start streaming in");
+    b.open("");
+    b.line("const int n0 = 0;");
+    emit_tile_load(b, s, l.NT, k_tile);
+    b.line("cp_async_commit();");
+    emit_tile_load(b, s, l.NT, v_tile);
+    b.line("cp_async_commit();");
+    b.close();
+    b.open("for (int n0 = 0; n0 < n_end; n0 += BN)");
+    b.line("cp_async_wait<1>();  // this thread's copies of the K tile have landed (V may be in flight)");
+    b.line("__syncthreads();     // everyone's have; q is stored");
+  } else {
+    b.open("for (int n0 = 0; n0 < n_end; n0 += BN)");
+    b.line("__syncthreads();  // q stored; the previous step's readers of Ks, Vs are done");
+    emit_tile_load(b, s, l.NT, k_tile);
+    emit_tile_load(b, s, l.NT, v_tile);
+    b.line("__syncthreads();");
+  }
   b.blank();
   b.comment("s = q kᵀ: 16 rows × BN keys per warp");
   b.line("float s[BN / 8][4];");
@@ -690,6 +721,13 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   emit_mma(b, l, "s[nt]", "a", "kf");
   b.close();
   b.close();
+  if (l.async) {
+    b.line("__syncthreads();  // every warp is done with Ks: the next K tile streams in");
+    b.open("if (n0 + BN < n_end)");
+    emit_tile_load(b, s, l.NT, k_next);
+    b.close();
+    b.line("cp_async_commit();");
+  }
   b.blank();
   b.comment("mask, then the online softmax update for rows g (h = 0) and g + 8 (h = 1)");
   b.line("#pragma unroll");
@@ -727,6 +765,10 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   b.close();
   b.blank();
   b.comment("o += p v; mma k = t is key 2t, k = t + 4 is key 2t + 1: NOTE [Permuted k in register-sourced products]");
+  if (l.async) {
+    b.line("cp_async_wait<1>();  // this thread's copies of the V tile have landed");
+    b.line("__syncthreads();");
+  }
   b.line("#pragma unroll");
   b.open("for (int kk = 0; kk < BN / 8; ++kk)");
   frag_decl(b, l, "pf", 4);
@@ -742,6 +784,13 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   emit_mma(b, l, "o[dt]", "pf", "vf");
   b.close();
   b.close();
+  if (l.async) {
+    b.line("__syncthreads();  // every warp is done with Vs: the next V tile streams in");
+    b.open("if (n0 + BN < n_end)");
+    emit_tile_load(b, s, l.NT, v_next);
+    b.close();
+    b.line("cp_async_commit();");
+  }
   b.close();  // n0 loop
   b.blank();
   b.comment("o / l and lse = (m + log2 l) · ln 2");

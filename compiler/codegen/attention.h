@@ -35,6 +35,7 @@ struct AttentionSpec {
   // block_m query rows per block, block_n keys per step. Backward: block_n keys per block,
   // block_m query rows per step. Tf32 runs one warp per 16 of the block's rows.
   int block_m = 0, block_n = 0;
+  bool async_copy = true;                    // float32 K/V tiles stream in with cp.async (Tf32 forward)
 };
 
 /// Largest head dim each math supports (Tf32's backward keeps dK and dV for 16 keys × d per

@@ -5,7 +5,8 @@
 //
 // The host compiler sees this file only under the CPU emulator of the kernel tests
 // (tests/cuda_emu.h), which defines MINIDL_DEVICE_EMULATED and supplies the functions that are
-// written in PTX here (f16 conversions, TF32 rounding, mma) and the dynamic shared memory.
+// written in PTX here (f16 conversions, TF32 rounding, mma, async copies) and the dynamic
+// shared memory.
 #pragma once
 
 #if defined(__CUDACC_RTC__)
@@ -79,6 +80,21 @@ MINIDL_DEV void mma_tf32(float (&c)[4], const unsigned (&a)[4], const unsigned (
       "{%8,%9}, {%0,%1,%2,%3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+/// Starts an asynchronous 4-byte copy *src -> *dst (shared memory), or writes 0 when !valid (src
+/// must still be a readable address). The copy lands at a later cp_async_wait of this thread.
+MINIDL_DEV void cp_async_f32(float* dst, const float* src, bool valid) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(d), "l"(src), "r"(valid ? 4 : 0));
+}
+/// Closes this thread's group of copies started since the previous commit.
+MINIDL_DEV void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+/// Waits until at most N of this thread's committed groups are still in flight; a barrier then
+/// makes the landed copies visible to the whole block.
+template <int N>
+MINIDL_DEV void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N));
 }
 #endif
 
