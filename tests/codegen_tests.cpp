@@ -545,6 +545,7 @@ TEST_CASE("codegen: every kind of attention kernel compiles under NVRTC for sm_9
       {AttentionMath::Tf32, kFloat32, 24, true},   {AttentionMath::Tf32, kFloat32, 64, false},
       {AttentionMath::Tf32, kFloat32, 128, true},  {AttentionMath::Tf32, kFloat16, 72, false},
       {AttentionMath::Tf32, kBFloat16, 128, true}, {AttentionMath::Tf32, kBFloat16, 40, false},
+      {AttentionMath::Ffma, kFloat16, 37, false},  {AttentionMath::Tf32, kFloat32, 37, true},
   };
   for (const Variant& v : variants) {
     AttentionSpec s;
@@ -589,6 +590,7 @@ TEST_CASE("codegen: emulated FFMA attention matches float64 (float32, odd sizes,
   check_attention({AttentionMath::Ffma, kFloat32, 72, 70, 70, 1, true, true}, be);
   check_attention({AttentionMath::Ffma, kFloat32, 16, 100, 37, 1, false, false}, be);
   check_attention({AttentionMath::Ffma, kFloat32, 40, 50, 50, 1, true, false, 32, 32}, be);
+  check_attention({AttentionMath::Ffma, kFloat32, 37, 45, 45, 1, true, false}, be);  // d not a multiple of 4
 }
 
 TEST_CASE("codegen: emulated TF32 attention matches float64 (3xTF32 keeps float32 accuracy)") {
@@ -602,6 +604,7 @@ TEST_CASE("codegen: emulated TF32 attention matches float64 (3xTF32 keeps float3
   check_attention({AttentionMath::Tf32, kFloat32, 40, 50, 50, 1, true, false, 16, 128}, be);
   check_attention({AttentionMath::Tf32, kFloat32, 24, 70, 45, 1, false, true, 32, 32}, be);
   check_attention({AttentionMath::Tf32, kFloat32, 40, 70, 70, 1, true, false, 0, 0, false}, be);  // plain loads
+  check_attention({AttentionMath::Tf32, kFloat32, 37, 45, 45, 1, true, false}, be);  // odd d
 }
 
 TEST_CASE("codegen: emulated attention in float16 and bfloat16 (float32 accumulation)") {
@@ -626,6 +629,7 @@ TEST_CASE("codegen gpu: attention kernels match float64 (seq 1, 17, 1000; odd he
     check_attention({m, kFloat32, 128, 1000, 1000, 1, false, false}, be);
     check_attention({m, kFloat32, 24, 1000, 333, 2, false, true}, be);
     check_attention({m, kFloat32, 16, 257, 257, 2, true, false}, be);
+    check_attention({m, kFloat32, 37, 200, 200, 2, true, false}, be);
     check_attention({m, kFloat16, 72, 1000, 1000, 1, true, false}, be);
     check_attention({m, kBFloat16, 128, 333, 333, 2, false, true}, be);
   }

@@ -11,7 +11,7 @@
 // filled with NaNs before every block, so reading unwritten shared memory poisons the result.
 //
 // The functions device.cuh writes in PTX (f16 conversions, TF32 rounding, mma.sync m16n8k8,
-// cp.async) are implemented here from the PTX ISA's definitions.
+// vector atomics, cp.async) are implemented here from the PTX ISA's definitions.
 #pragma once
 
 #if !defined(__x86_64__)
@@ -324,6 +324,16 @@ inline void mma_tf32(float (&c)[4], const unsigned (&a)[4], const unsigned (&b)[
   for (int i = 0; i < 4; ++i) c[i] = d[i];
 }
 
+inline void atomic_add2(float* p, float a, float b) {
+  p[0] += a;
+  p[1] += b;
+}
+inline void atomic_add4(float* p, float4 v) {
+  p[0] += v.x;
+  p[1] += v.y;
+  p[2] += v.z;
+  p[3] += v.w;
+}
 inline void cp_async_f32(float* dst, const float* src, bool valid) {
   emu::state().current->open_copies.push_back({dst, src, valid});
 }

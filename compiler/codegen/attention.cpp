@@ -530,11 +530,17 @@ GeneratedKernel ffma_backward(const AttentionSpec& s) {
   b.line("float* dqrow = p.dq_acc + ((long long)b * p.n_q + row) * D;");
   b.line("#pragma unroll");
   b.open("for (int jj = 0; jj < JC; ++jj)");
-  b.line("#pragma unroll");
-  b.open("for (int e = 0; e < 4; ++e)");
-  b.line("const int c = 4 * (tx + TC * jj) + e;");
-  b.line("if (c < D) atomicAdd(dqrow + c, dq[i][4 * jj + e] * kScale);");
-  b.close();
+  if (l.D % 4 == 0) {  // one vector reduction per chunk: NOTE [dq by atomics] in compiler/cuda_attention.cpp
+    b.line("const int c = 4 * (tx + TC * jj);");
+    b.line("if (c < D) atomic_add4(dqrow + c, make_float4(dq[i][4 * jj] * kScale, dq[i][4 * jj + 1] * kScale,");
+    b.line("                                              dq[i][4 * jj + 2] * kScale, dq[i][4 * jj + 3] * kScale));");
+  } else {
+    b.line("#pragma unroll");
+    b.open("for (int e = 0; e < 4; ++e)");
+    b.line("const int c = 4 * (tx + TC * jj) + e;");
+    b.line("if (c < D) atomicAdd(dqrow + c, dq[i][4 * jj + e] * kScale);");
+    b.close();
+  }
   b.close();
   b.close();
   b.close();  // m0 loop
@@ -978,9 +984,15 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.line("const int dt = dt0 + j;");
   b.line("if (dt >= DK / 8) break;");
   b.line("#pragma unroll");
-  b.open("for (int e = 0; e < 4; ++e)");
-  b.line("const int row = m0 + 16 * rb + g + 8 * (e >> 1), c = 8 * dt + 2 * t + (e & 1);");
-  b.line("if (row < p.n_q && c < D) atomicAdd(p.dq_acc + ((long long)b * p.n_q + row) * D + c, dq[j][e] * kScale);");
+  b.open("for (int h = 0; h < 2; ++h)");
+  b.line("const int row = m0 + 16 * rb + g + 8 * h, c = 8 * dt + 2 * t;");
+  b.line("float* dst = p.dq_acc + ((long long)b * p.n_q + row) * D + c;");
+  if (l.D % 2 == 0) {  // NOTE [dq by atomics] in compiler/cuda_attention.cpp: one reduction per pair
+    b.line("if (row < p.n_q && c < D) atomic_add2(dst, dq[j][2 * h] * kScale, dq[j][2 * h + 1] * kScale);");
+  } else {
+    b.line("if (row < p.n_q && c < D) atomicAdd(dst, dq[j][2 * h] * kScale);");
+    b.line("if (row < p.n_q && c + 1 < D) atomicAdd(dst + 1, dq[j][2 * h + 1] * kScale);");
+  }
   b.close();
   b.close();
   b.close();  // m0 loop

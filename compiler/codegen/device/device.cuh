@@ -5,7 +5,7 @@
 //
 // The host compiler sees this file only under the CPU emulator of the kernel tests
 // (tests/cuda_emu.h), which defines MINIDL_DEVICE_EMULATED and supplies the functions that are
-// written in PTX here (f16 conversions, TF32 rounding, mma, async copies) and the dynamic
+// written in PTX here (f16 conversions, TF32 rounding, mma, vector atomics, async copies) and the dynamic
 // shared memory.
 #pragma once
 
@@ -80,6 +80,16 @@ MINIDL_DEV void mma_tf32(float (&c)[4], const unsigned (&a)[4], const unsigned (
       "{%8,%9}, {%0,%1,%2,%3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+/// p[0] += a, p[1] += b as one vector atomic reduction (sm_90; p 8-byte aligned).
+MINIDL_DEV void atomic_add2(float* p, float a, float b) {
+  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"(p), "f"(a), "f"(b) : "memory");
+}
+/// p[0..3] += v as one vector atomic reduction (sm_90; p 16-byte aligned).
+MINIDL_DEV void atomic_add4(float* p, float4 v) {
+  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
+               : "memory");
 }
 
 /// Starts an asynchronous 4-byte copy *src -> *dst (shared memory), or writes 0 when !valid (src
