@@ -7,6 +7,7 @@
 #if MINIDL_WITH_CUDA
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -14,6 +15,8 @@
 
 #include "bench/bench.h"
 #include "compiler/attention_kernels.h"
+#include "compiler/cuda_attention.h"
+#include "compiler/jit.h"
 #include "compiler/kernel_cache.h"
 #include "core/minidl.h"
 #include "runtime/cuda.h"
@@ -65,7 +68,7 @@ int run(const std::vector<std::string>& args) {
   std::string dims = "16,32,64,128", lens = "1024,4096,16384", maths = "ffma,tf32", dtype = "float32";
   int64_t bh = 8;
   int reps = 10;
-  bool causal = false;
+  bool causal = false, compile_only = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto next = [&]() -> std::string {
@@ -79,17 +82,30 @@ int run(const std::vector<std::string>& args) {
     else if (a == "--bh") bh = std::stoll(next());
     else if (a == "--reps") reps = std::stoi(next());
     else if (a == "--causal") causal = true;
+    else if (a == "--compile-only") compile_only = true;
     else {
       std::printf("usage: minidl-bench attention-kernels [--d 16,32,64,128] [--n 1024,4096,16384] [--bh 8]\n"
-                  "         [--math ffma,tf32] [--dtype float32|float16|bfloat16] [--causal] [--reps 10]\n");
+                  "         [--math ffma,tf32] [--dtype float32|float16|bfloat16] [--causal] [--reps 10]\n"
+                  "         [--compile-only]   (no GPU needed: fill MINIDL_CACHE_DIR for a later GPU run)\n");
       return a == "--help" ? 0 : 2;
     }
+  }
+  const DType dt = dtype_from_string(dtype);
+  if (compile_only) {
+    for (const std::string& math : str_list(maths)) {
+      ::setenv("MINIDL_ATTENTION_MATH", math.c_str(), 1);
+      for (int64_t d : int_list(dims))
+        for (const auto& k : cuda::fused_attention_kernels(d, dt, 1.0 / std::sqrt(static_cast<double>(d)), causal, true))
+          std::printf("%s: %zu bytes of cubin\n", k.name.c_str(), jit::compile_cached(k)->size());
+    }
+    ::unsetenv("MINIDL_ATTENTION_MATH");
+    std::fprintf(stderr, "%s\n", format_stats(KernelCache::global().stats()).c_str());
+    return 0;
   }
   if (!cuda::is_available()) {
     std::fprintf(stderr, "attention-kernels: no GPU (%s)\n", cuda::unavailable_reason().c_str());
     return 1;
   }
-  const DType dt = dtype_from_string(dtype);
   std::printf("| math | dtype | d | seq_len | causal | fwd_ms | fwd_TFLOP/s | bwd_ms | bwd_TFLOP/s | first_call_ms |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const std::string& math : str_list(maths)) {

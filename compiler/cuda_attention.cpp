@@ -11,6 +11,7 @@
 // The order of the additions varies from run to run, so dq is not bitwise reproducible (as in
 // PyTorch's fused kernels); 16-bit dq is the float32 buffer cast once at the end.
 #include "compiler/attention_kernels.h"
+#include "compiler/cuda_attention.h"
 
 #if MINIDL_WITH_CUDA
 #include <cstdio>
@@ -66,26 +67,6 @@ bool unit_d_stride(std::initializer_list<const Tensor*> ts) {
 
 enum class Kind { Forward, Delta, Backward };
 
-// The loaded kernel of one specialisation, generated and compiled on first use. The memo keeps
-// launches from regenerating source and hashing it every call.
-const jit::LoadedKernel& kernel_for(Kind kind, const codegen::AttentionSpec& s) {
-  static std::mutex mu;
-  static std::map<std::string, const jit::LoadedKernel*> memo;
-  int device = 0;
-  MINIDL_CUDA_CHECK(cudaGetDevice(&device), kOp);
-  const std::string key = fmt::format("{}|{}|{}|{}|{}|{:a}|{}|{}x{}|{}|{}", static_cast<int>(kind),
-                                      codegen::attention_math_name(s.math), static_cast<int>(s.dtype), s.head_dim,
-                                      s.causal, s.scale, s.unit_d_stride, s.block_m, s.block_n, s.async_copy, device);
-  std::lock_guard<std::mutex> lock(mu);
-  if (auto it = memo.find(key); it != memo.end()) return *it->second;
-  const codegen::GeneratedKernel g = kind == Kind::Forward ? codegen::generate_attention_forward(s)
-                                     : kind == Kind::Delta ? codegen::generate_attention_backward_delta(s)
-                                                           : codegen::generate_attention_backward(s);
-  const jit::LoadedKernel& k = jit::load(g);
-  memo.emplace(key, &k);
-  return k;
-}
-
 // MINIDL_ATTENTION_TILES="fwd=64x64,bwd=32x64" overrides the generators' default tiles
 // (block_m x block_n) of the forward and/or backward kernels, for tuning without a rebuild.
 std::pair<int, int> tiles_from_env(Kind kind) {
@@ -100,19 +81,42 @@ std::pair<int, int> tiles_from_env(Kind kind) {
   return {m, n};
 }
 
-codegen::AttentionSpec spec_for(Kind kind, const Tensor& q, double scale, bool causal, bool unit) {
+codegen::AttentionSpec spec_for(Kind kind, int64_t head_dim, DType dtype, double scale, bool causal, bool unit) {
   codegen::AttentionSpec s;
   std::tie(s.block_m, s.block_n) = tiles_from_env(kind);
   const char* async = std::getenv("MINIDL_ATTENTION_ASYNC");  // "0": plain loads, for A/B timing
   s.async_copy = !(async && std::string(async) == "0");
-  s.head_dim = static_cast<int>(q.size(2));
-  s.dtype = q.dtype();
+  s.head_dim = static_cast<int>(head_dim);
+  s.dtype = dtype;
   s.causal = causal;
   s.scale = scale;
-  s.math = math_for(q.size(2));
+  s.math = math_for(head_dim);
   s.unit_d_stride = unit;
   s.nodes = {"FusedAttention"};
   return s;
+}
+
+codegen::GeneratedKernel generate(Kind kind, const codegen::AttentionSpec& s) {
+  return kind == Kind::Forward ? codegen::generate_attention_forward(s)
+         : kind == Kind::Delta ? codegen::generate_attention_backward_delta(s)
+                               : codegen::generate_attention_backward(s);
+}
+
+// The loaded kernel of one specialisation, generated and compiled on first use. The memo keeps
+// launches from regenerating source and hashing it every call.
+const jit::LoadedKernel& kernel_for(Kind kind, const codegen::AttentionSpec& s) {
+  static std::mutex mu;
+  static std::map<std::string, const jit::LoadedKernel*> memo;
+  int device = 0;
+  MINIDL_CUDA_CHECK(cudaGetDevice(&device), kOp);
+  const std::string key = fmt::format("{}|{}|{}|{}|{}|{:a}|{}|{}x{}|{}|{}", static_cast<int>(kind),
+                                      codegen::attention_math_name(s.math), static_cast<int>(s.dtype), s.head_dim,
+                                      s.causal, s.scale, s.unit_d_stride, s.block_m, s.block_n, s.async_copy, device);
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = memo.find(key); it != memo.end()) return *it->second;
+  const jit::LoadedKernel& k = jit::load(generate(kind, s));
+  memo.emplace(key, &k);
+  return k;
 }
 
 long long blocks(const jit::LoadedKernel& k, int64_t batch, int64_t rows) {
@@ -120,6 +124,14 @@ long long blocks(const jit::LoadedKernel& k, int64_t batch, int64_t rows) {
 }
 
 }  // namespace
+
+std::vector<codegen::GeneratedKernel> fused_attention_kernels(int64_t head_dim, DType dtype, double scale, bool causal,
+                                                              bool unit_d_stride) {
+  std::vector<codegen::GeneratedKernel> ks;
+  for (Kind kind : {Kind::Forward, Kind::Delta, Kind::Backward})
+    ks.push_back(generate(kind, spec_for(kind, head_dim, dtype, scale, causal, unit_d_stride)));
+  return ks;
+}
 
 AttentionOutputs fused_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale,
                                          bool causal) {
@@ -130,7 +142,7 @@ AttentionOutputs fused_attention_forward(const Tensor& q, const Tensor& k, const
   MINIDL_CHECK(nk > 0, ShapeError, "[{}] no keys: q {}, k {}", kOp, shape_str(q.shape()), shape_str(k.shape()));
   DeviceGuard guard(q.device().index);
   const jit::LoadedKernel& kern =
-      kernel_for(Kind::Forward, spec_for(Kind::Forward, q, scale, causal, unit_d_stride({&q, &k, &v})));
+      kernel_for(Kind::Forward, spec_for(Kind::Forward, d, q.dtype(), scale, causal, unit_d_stride({&q, &k, &v})));
   const auto& qs = q.strides();
   const auto& ks = k.strides();
   const auto& vs = v.strides();
@@ -164,8 +176,8 @@ AttentionGrads fused_attention_backward(const Tensor& q, const Tensor& k, const 
     MINIDL_CUDA_CHECK(cudaMemsetAsync(dq32.data_ptr(), 0, dq32.nbytes(), current_stream(device)), op);
   if (B > 0 && nq > 0 && nk > 0 && d > 0) {
     const bool unit = unit_d_stride({&q, &k, &v, &o, &dout});
-    const jit::LoadedKernel& delta_k = kernel_for(Kind::Delta, spec_for(Kind::Delta, q, scale, causal, unit));
-    const jit::LoadedKernel& main_k = kernel_for(Kind::Backward, spec_for(Kind::Backward, q, scale, causal, unit));
+    const jit::LoadedKernel& delta_k = kernel_for(Kind::Delta, spec_for(Kind::Delta, d, q.dtype(), scale, causal, unit));
+    const jit::LoadedKernel& main_k = kernel_for(Kind::Backward, spec_for(Kind::Backward, d, q.dtype(), scale, causal, unit));
     Tensor delta = empty({B, nq}, kFloat32, q.device(), op);
     const auto &qs = q.strides(), &ks = k.strides(), &vs = v.strides(), &os = o.strides(), &ds = dout.strides();
     AttentionBwdParams p{q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(), dout.data_ptr(),

@@ -143,6 +143,21 @@ std::string compile_cubin(const std::string& name, const std::string& source,
   return cubin;
 }
 
+namespace {
+KernelRequest request_for(const codegen::GeneratedKernel& k) {
+  const std::string arch = target_arch();
+  return {k.name, k.source, compile_options(arch), arch, compiler_version()};
+}
+std::shared_ptr<const std::string> compile_request(const KernelRequest& req) {
+  dump_source(req.name, req.source);
+  return KernelCache::global().get(req, [](const KernelRequest& r) { return compile_cubin(r.name, r.source, r.options); });
+}
+}  // namespace
+
+std::shared_ptr<const std::string> compile_cached(const codegen::GeneratedKernel& k) {
+  return compile_request(request_for(k));
+}
+
 const LoadedKernel& load(const codegen::GeneratedKernel& k) {
   // Loaded modules live until exit: unloading them after the runtime shut down would fail.
   struct Entry {
@@ -154,16 +169,12 @@ const LoadedKernel& load(const codegen::GeneratedKernel& k) {
 
   int device = 0;
   MINIDL_CUDA_CHECK(cudaGetDevice(&device), k.name.c_str());
-  const std::string arch = target_arch();
-  KernelRequest req{k.name, k.source, compile_options(arch), arch, compiler_version()};
+  const KernelRequest req = request_for(k);
   const std::string id = kernel_cache_key(req) + "@" + std::to_string(device);
   std::lock_guard<std::mutex> lock(mu);
   if (auto it = loaded->find(id); it != loaded->end()) return it->second->kernel;
 
-  dump_source(k.name, k.source);
-  auto binary = KernelCache::global().get(req, [](const KernelRequest& r) {
-    return compile_cubin(r.name, r.source, r.options);
-  });
+  auto binary = compile_request(req);
   auto e = std::make_unique<Entry>();
   e->module = std::make_unique<cuda::Module>(*binary, k.name);
   e->kernel = {e->module->kernel(k.name), k.threads, k.smem_bytes, k.tile, k.name};

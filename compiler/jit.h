@@ -6,6 +6,7 @@
 // resource usage of each compile in the log, at info level).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,10 @@ struct LoadedKernel {
   int tile = 1;
   std::string name;
 };
+
+/// The cubin of `k` for target_arch(), through the kernel cache (memory, disk, else NVRTC).
+/// Needs no GPU: run where the GPU is not, it fills a cache directory a GPU run can reuse.
+std::shared_ptr<const std::string> compile_cached(const codegen::GeneratedKernel& k);
 
 /// The kernel of `k` for the current device: compiled through the kernel cache on first use,
 /// then loaded once per process. The reference stays valid until exit.
