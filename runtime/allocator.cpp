@@ -40,7 +40,12 @@ bool caching_from_env() {
   return !(v && std::string(v) == "0");
 }
 
-std::atomic<bool> g_caching{caching_from_env()};
+// A function-local static: allocations made while other files' statics are initialized see the
+// environment's setting too.
+std::atomic<bool>& caching_flag() {
+  static std::atomic<bool> flag{caching_from_env()};
+  return flag;
+}
 
 struct Block {
   size_t size;  // bytes counted (allocation_size of the request)
@@ -72,7 +77,8 @@ class CachingAllocator final : public Allocator {
     // included) and this one exceed it; it would first give its cached blocks back.
     if (stats_.limit > 0 && stats_.reserved + static_cast<int64_t>(size) > stats_.limit) {
       release_cached_locked(op);
-      if (stats_.reserved + static_cast<int64_t>(size) > stats_.limit) throw oom_locked(op, nbytes, "");
+      if (stats_.reserved + static_cast<int64_t>(size) > stats_.limit)
+        throw oom_locked(op, nbytes, "");
     }
     DeviceGuard guard(device_);
     const size_t request = caching ? size : std::max<size_t>(nbytes, 1);
@@ -99,7 +105,8 @@ class CachingAllocator final : public Allocator {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = live_.find(p);
     if (it == live_.end()) {
-      log("runtime").error("[free] pointer {} was not allocated by the cuda:{} allocator", p, device_);
+      log("runtime").error("[free] pointer {} was not allocated by the cuda:{} allocator", p,
+                           device_);
       return;
     }
     const Block b = it->second;
@@ -132,7 +139,8 @@ class CachingAllocator final : public Allocator {
   }
 
   void set_limit(int64_t bytes) override {
-    MINIDL_CHECK(bytes >= 0, ValueError, "[set_memory_limit] limit must be >= 0 bytes, got {}", bytes);
+    MINIDL_CHECK(bytes >= 0, ValueError, "[set_memory_limit] limit must be >= 0 bytes, got {}",
+                 bytes);
     std::lock_guard<std::mutex> lock(mu_);
     stats_.limit = bytes;
   }
@@ -185,12 +193,14 @@ class CachingAllocator final : public Allocator {
 
   OutOfMemoryError oom_locked(const char* op, size_t nbytes, const char* why) {
     ++stats_.num_ooms;
-    std::string limit = stats_.limit ? format_bytes(stats_.limit) + " (set_memory_limit / MINIDL_CUDA_MEMORY_LIMIT)"
-                                     : std::string("none");
+    std::string limit =
+        stats_.limit ? format_bytes(stats_.limit) + " (set_memory_limit / MINIDL_CUDA_MEMORY_LIMIT)"
+                     : std::string("none");
     if (*why) {
       size_t free_b = 0, total_b = 0;
       if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
-        limit += fmt::format("; the device has {} free of {}", format_bytes(static_cast<int64_t>(free_b)),
+        limit += fmt::format("; the device has {} free of {}",
+                             format_bytes(static_cast<int64_t>(free_b)),
                              format_bytes(static_cast<int64_t>(total_b)));
       else
         (void)cudaGetLastError();
@@ -230,14 +240,15 @@ Allocator& caching_allocator(int device) {
   MINIDL_CHECK(device >= 0 && device < device_count(), DeviceError,
                "[alloc] device cuda:{} does not exist ({} CUDA devices)", device, device_count());
   std::lock_guard<std::mutex> lock(g_registry_mu);
-  if (!g_registry) g_registry = new std::vector<CachingAllocator*>(static_cast<size_t>(device_count()), nullptr);
+  if (!g_registry)
+    g_registry = new std::vector<CachingAllocator*>(static_cast<size_t>(device_count()), nullptr);
   CachingAllocator*& a = (*g_registry)[static_cast<size_t>(device)];
   if (!a) a = new CachingAllocator(device);
   return *a;
 }
 
 void set_caching_enabled(bool on) {
-  g_caching = on;
+  caching_flag() = on;
   if (on) return;
   std::vector<CachingAllocator*> all;
   {
@@ -248,7 +259,7 @@ void set_caching_enabled(bool on) {
     if (a) a->empty_cache();
 }
 
-bool caching_enabled() { return g_caching; }
+bool caching_enabled() { return caching_flag(); }
 
 }  // namespace minidl::cuda
 #endif

@@ -27,7 +27,8 @@ std::vector<HandleSlot*>* g_slots = nullptr;  // leaked: handles live as long as
 
 HandleSlot& slot(int device) {
   std::lock_guard<std::mutex> lock(g_slots_mu);
-  if (!g_slots) g_slots = new std::vector<HandleSlot*>(static_cast<size_t>(device_count()), nullptr);
+  if (!g_slots)
+    g_slots = new std::vector<HandleSlot*>(static_cast<size_t>(device_count()), nullptr);
   MINIDL_CHECK(device >= 0 && device < static_cast<int>(g_slots->size()), DeviceError,
                "[cublas] device cuda:{} does not exist ({} CUDA devices)", device, g_slots->size());
   HandleSlot*& s = (*g_slots)[static_cast<size_t>(device)];
@@ -37,12 +38,13 @@ HandleSlot& slot(int device) {
 
 }  // namespace
 
-void check_cublas(cublasStatus_t status, const char* call, const char* op, const char* file, int line) {
+void check_cublas(cublasStatus_t status, const char* call, const char* op, const char* file,
+                  int line) {
   if (status == CUBLAS_STATUS_SUCCESS) return;
   const char* base = std::strrchr(file, '/');
-  const std::string msg = fmt::format("[{}] cuBLAS error {} ({}) in {} at {}:{}", op,
-                                      cublasGetStatusName(status), cublasGetStatusString(status),
-                                      call, base ? base + 1 : file, line);
+  const std::string msg =
+      fmt::format("[{}] cuBLAS error {} ({}) in {} at {}:{}", op, cublasGetStatusName(status),
+                  cublasGetStatusString(status), call, base ? base + 1 : file, line);
   if (status == CUBLAS_STATUS_ALLOC_FAILED) throw OutOfMemoryError(msg);
   throw DeviceError(msg);
 }
@@ -59,8 +61,9 @@ Cublas::Cublas(int device) {
       // The stream first: cublasSetStream resets the workspace to cuBLAS's own pool.
       MINIDL_CUBLAS_CHECK(cublasSetStream(h, current_stream(device)), "cublas");
       MINIDL_CUBLAS_CHECK(
-          cublasSetMathMode(h, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
-                                                         CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)),
+          cublasSetMathMode(
+              h, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
+                                           CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)),
           "cublas");
       ws = caching_allocator(device).allocate(kCublasWorkspaceBytes, "cublas workspace");
       MINIDL_CUBLAS_CHECK(cublasSetWorkspace(h, ws, kCublasWorkspaceBytes), "cublas");

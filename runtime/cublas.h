@@ -27,7 +27,8 @@ constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
 
 /// Throws OutOfMemoryError for CUBLAS_STATUS_ALLOC_FAILED, else DeviceError, naming the op, the
 /// call, the status and the source location. Does nothing on success.
-void check_cublas(cublasStatus_t status, const char* call, const char* op, const char* file, int line);
+void check_cublas(cublasStatus_t status, const char* call, const char* op, const char* file,
+                  int line);
 
 }  // namespace minidl::cuda
 

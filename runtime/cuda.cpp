@@ -63,9 +63,9 @@ void check(cudaError_t err, const char* call, const char* op, const char* file, 
   if (err == cudaSuccess) return;
   (void)cudaGetLastError();  // clear a non-sticky error so the next call starts clean
   const char* base = std::strrchr(file, '/');
-  const std::string msg = fmt::format("[{}] CUDA error {} ({}) in {} at {}:{}", op,
-                                      cudaGetErrorName(err), cudaGetErrorString(err), call,
-                                      base ? base + 1 : file, line);
+  const std::string msg =
+      fmt::format("[{}] CUDA error {} ({}) in {} at {}:{}", op, cudaGetErrorName(err),
+                  cudaGetErrorString(err), call, base ? base + 1 : file, line);
   if (err == cudaErrorMemoryAllocation) throw OutOfMemoryError(msg);
   throw DeviceError(msg);
 }
@@ -73,7 +73,8 @@ void check(cudaError_t err, const char* call, const char* op, const char* file, 
 cudaStream_t current_stream(int device) {
   require_device(device, "stream");
   static std::mutex mu;
-  static std::vector<cudaStream_t>* streams = new std::vector<cudaStream_t>();  // leaked: used at exit
+  static std::vector<cudaStream_t>* streams =
+      new std::vector<cudaStream_t>();  // leaked: used at exit
   std::lock_guard<std::mutex> lock(mu);
   if (streams->empty()) streams->resize(static_cast<size_t>(device_count()), nullptr);
   cudaStream_t& s = (*streams)[static_cast<size_t>(device)];
@@ -140,9 +141,9 @@ void memcpy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t n
     // caller may free it at once; the copy itself is ordered on the stream.
     require_device(dst_dev.index, "to_device");
     DeviceGuard guard(dst_dev.index);
-    MINIDL_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice,
-                                      current_stream(dst_dev.index)),
-                      "to_device");
+    MINIDL_CUDA_CHECK(
+        cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, current_stream(dst_dev.index)),
+        "to_device");
   } else if (dst_dev.is_cpu()) {
     // Device to host: the host reads the bytes next, so wait for them.
     require_device(src_dev.index, "to_device");
@@ -153,9 +154,9 @@ void memcpy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t n
   } else if (dst_dev.index == src_dev.index) {
     require_device(dst_dev.index, "copy");
     DeviceGuard guard(dst_dev.index);
-    MINIDL_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice,
-                                      current_stream(dst_dev.index)),
-                      "copy");
+    MINIDL_CUDA_CHECK(
+        cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, current_stream(dst_dev.index)),
+        "copy");
   } else {
     // Between two devices: finish the source's pending writes, copy on the destination's
     // stream, and wait so that neither side sees the other's stream out of order.

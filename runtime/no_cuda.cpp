@@ -17,7 +17,8 @@ std::atomic<bool> g_allow_tf32{false};
 bool is_available() { return false; }
 int device_count() { return 0; }
 std::string unavailable_reason() {
-  return "this minidl was built without CUDA (MINIDL_CUDA=OFF, or no CUDA toolkit at configure time)";
+  return "this minidl was built without CUDA (MINIDL_CUDA=OFF, or no CUDA toolkit at configure "
+         "time)";
 }
 void synchronize(int) {}
 DeviceProperties properties(int) { unavailable(); }

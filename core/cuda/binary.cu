@@ -9,8 +9,8 @@ namespace minidl::cuda {
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, const TensorMeta& m) {
   const char* name = binary_name(op);
-  MINIDL_CHECK(a.dtype() == b.dtype(), DTypeError, "[{}] CUDA kernel expects one dtype, got {} and {}",
-               name, describe(a), describe(b));
+  MINIDL_CHECK(a.dtype() == b.dtype(), DTypeError,
+               "[{}] CUDA kernel expects one dtype, got {} and {}", name, describe(a), describe(b));
   Tensor out = empty(m.shape, m.dtype, m.device, name);
   auto run = [&](auto f) {
     using F = decltype(f);
@@ -27,7 +27,9 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, const TensorMeta& m
   };
   switch (op) {
 #define MINIDL_X(E, N) \
-  case BinaryOp::E: run(sop::E{}); break;
+  case BinaryOp::E:    \
+    run(sop::E{});     \
+    break;
     MINIDL_BINARY_OPS(MINIDL_X)
 #undef MINIDL_X
   }

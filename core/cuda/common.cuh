@@ -52,9 +52,9 @@ using device_t = typename DeviceStorage<T>::type;
 
 /// Sums accumulate in float for 16-bit types, double for double, int64 for integers and bool.
 template <class T>
-using sum_acc_t = std::conditional_t<std::is_same_v<compute_t<T>, double>, double,
-                                     std::conditional_t<std::is_floating_point_v<compute_t<T>>,
-                                                        float, int64_t>>;
+using sum_acc_t =
+    std::conditional_t<std::is_same_v<compute_t<T>, double>, double,
+                       std::conditional_t<std::is_floating_point_v<compute_t<T>>, float, int64_t>>;
 
 /// A stored value in its compute type.
 template <class T>
@@ -116,30 +116,36 @@ __device__ __forceinline__ T warp_reduce(T v, Op op) {
   return v;
 }
 
-/// Reduces v over the threads of one block row (threadIdx.x; blockDim.x a multiple of 32, at
-/// most 1024); every thread of the row gets the result. `smem` holds 32 Ts per block row
+/// Reduces v over the threads of one block row (threadIdx.x; blockDim.x a power of two from 32
+/// to 1024); every thread of the row gets the result. `smem` holds 32 Ts per block row
 /// (blockDim.y rows). Every thread of the block must call it (it synchronizes the block).
 template <class T, class Op>
 __device__ __forceinline__ T row_reduce(T v, Op op, T* smem) {
   v = warp_reduce(v, op);
   if (blockDim.x == 32) return v;
   T* s = smem + threadIdx.y * 32;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
   __syncthreads();  // an earlier call's readers are done with smem
   if (lane == 0) s[warp] = v;
   __syncthreads();
-  T r = s[0];
-  for (int w = 1; w < nwarps; ++w) r = op(r, s[w]);
+  // Each aligned group of nwarps lanes holds the nwarps partial results; a butterfly within
+  // the group leaves every lane with their combination.
+  T r = s[lane & (nwarps - 1)];
+  for (unsigned o = nwarps / 2; o > 0; o >>= 1) r = op(r, shfl_xor(r, static_cast<int>(o)));
   return r;
 }
 
 struct AddOp {
   template <class T>
-  __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+  __device__ __forceinline__ T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 struct MaxOp {
   template <class T>
-  __device__ __forceinline__ T operator()(T a, T b) const { return a > b ? a : b; }
+  __device__ __forceinline__ T operator()(T a, T b) const {
+    return a > b ? a : b;
+  }
 };
 
 // ---- host side

@@ -54,12 +54,14 @@ void convert(const Tensor& dst, const Tensor& src) {
 }
 
 void fill(const Tensor& dst, double v) {
-  MINIDL_CHECK(dst.device().is_cuda(), DeviceError, "[fill] {} is not a CUDA tensor", describe(dst));
+  MINIDL_CHECK(dst.device().is_cuda(), DeviceError, "[fill] {} is not a CUDA tensor",
+               describe(dst));
   if (dst.numel() == 0) return;
   if (v == 0.0 && !std::signbit(v) && dst.is_contiguous()) {  // every dtype's +0 is all zero bits
     DeviceGuard guard(dst.device().index);
-    MINIDL_CUDA_CHECK(cudaMemsetAsync(dst.data_ptr(), 0, dst.nbytes(), current_stream(dst.device().index)),
-                      "fill");
+    MINIDL_CUDA_CHECK(
+        cudaMemsetAsync(dst.data_ptr(), 0, dst.nbytes(), current_stream(dst.device().index)),
+        "fill");
     return;
   }
   MINIDL_DISPATCH_ALL(dst.dtype(), "fill", [&] {

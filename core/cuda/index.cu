@@ -17,10 +17,13 @@ constexpr unsigned long long kNoBadId = ~0ull;
 
 // w: (num_rows, d) contiguous rows of raw bits; ids: (n); out: (n, d).
 template <class Bits, class Id>
-__global__ void embedding_kernel(const Bits* __restrict__ w, const Id* __restrict__ ids, Bits* __restrict__ out,
-                                 int64_t n, int64_t d, int64_t num_rows, unsigned long long* bad) {
-  const int64_t width = d > 0 ? d : 1, total = n * width, step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += step) {
+__global__ void embedding_kernel(const Bits* __restrict__ w, const Id* __restrict__ ids,
+                                 Bits* __restrict__ out, int64_t n, int64_t d, int64_t num_rows,
+                                 unsigned long long* bad) {
+  const int64_t width = d > 0 ? d : 1, total = n * width,
+                step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += step) {
     const int64_t row = i / width, col = i - row * width;
     const int64_t id = static_cast<int64_t>(ids[row]);
     if (id < 0 || id >= num_rows) {
@@ -34,10 +37,13 @@ __global__ void embedding_kernel(const Bits* __restrict__ w, const Id* __restric
 
 // g: (n, d) contiguous; ids: (n); acc: (num_rows, d) zeros on entry.
 template <class T, class Acc, class Id>
-__global__ void embedding_backward_kernel(const T* __restrict__ g, const Id* __restrict__ ids, Acc* acc, int64_t n,
-                                          int64_t d, int64_t num_rows, unsigned long long* bad) {
-  const int64_t width = d > 0 ? d : 1, total = n * width, step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += step) {
+__global__ void embedding_backward_kernel(const T* __restrict__ g, const Id* __restrict__ ids,
+                                          Acc* acc, int64_t n, int64_t d, int64_t num_rows,
+                                          unsigned long long* bad) {
+  const int64_t width = d > 0 ? d : 1, total = n * width,
+                step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += step) {
     const int64_t row = i / width, col = i - row * width;
     const int64_t id = static_cast<int64_t>(ids[row]);
     if (id < 0 || id >= num_rows) {
@@ -50,8 +56,8 @@ __global__ void embedding_backward_kernel(const T* __restrict__ g, const Id* __r
 
 // ids: (n); out: (n, c) zeros on entry.
 template <class T, class Id>
-__global__ void one_hot_kernel(const Id* __restrict__ ids, T* __restrict__ out, int64_t n, int64_t c,
-                               compute_t<T> one, unsigned long long* bad) {
+__global__ void one_hot_kernel(const Id* __restrict__ ids, T* __restrict__ out, int64_t n,
+                               int64_t c, compute_t<T> one, unsigned long long* bad) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
     const int64_t id = static_cast<int64_t>(ids[i]);
@@ -72,7 +78,8 @@ struct BadIdFlag {
   BadIdFlag(Device dev, const char* op)
       : buffer(workspace(sizeof(unsigned long long), dev, op)),
         ptr(static_cast<unsigned long long*>(buffer.data_ptr())) {
-    MINIDL_CUDA_CHECK(cudaMemsetAsync(ptr, 0xff, sizeof(unsigned long long), current_stream(dev.index)), op);
+    MINIDL_CUDA_CHECK(
+        cudaMemsetAsync(ptr, 0xff, sizeof(unsigned long long), current_stream(dev.index)), op);
   }
 
   /// Reads the flag back (synchronizing) and throws the CPU's IndexError for a bad id.
@@ -82,8 +89,9 @@ struct BadIdFlag {
     if (pos == kNoBadId) return;
     const int64_t at = static_cast<int64_t>(pos);
     const int64_t id = ids.reshape({-1}).slice(0, at, at + 1).item<int64_t>();
-    throw IndexError(fmt::format("[{}] index {} at position {} of the ids {} is out of range for {} of size {}",
-                                 op, id, at, shape_str(ids.shape()), what, size));
+    throw IndexError(
+        fmt::format("[{}] index {} at position {} of the ids {} is out of range for {} of size {}",
+                    op, id, at, shape_str(ids.shape()), what, size));
   }
 };
 
@@ -124,11 +132,20 @@ Tensor embedding(const Tensor& weight, const Tensor& ids_in) {
           pw, static_cast<const int32_t*>(ids.data_ptr()), po, n, d, num_rows, flag.ptr);
   };
   switch (itemsize(w.dtype())) {
-    case 1: run(uint8_t{}); break;
-    case 2: run(uint16_t{}); break;
-    case 4: run(uint32_t{}); break;
-    case 8: run(uint64_t{}); break;
-    default: throw_unsupported_dtype("embedding", w.dtype());
+    case 1:
+      run(uint8_t{});
+      break;
+    case 2:
+      run(uint16_t{});
+      break;
+    case 4:
+      run(uint32_t{});
+      break;
+    case 8:
+      run(uint64_t{});
+      break;
+    default:
+      throw_unsupported_dtype("embedding", w.dtype());
   }
   MINIDL_CUDA_CHECK_LAUNCH("embedding");
   flag.check(ids, num_rows, "embedding", "a weight");
@@ -143,27 +160,30 @@ Tensor embedding_backward(const Tensor& g_in, const Tensor& ids_in, int64_t num_
   const Tensor g = g_in.contiguous();
   const Tensor ids = ids_in.to(dev).contiguous();
   const int64_t d = g.shape().back(), n = ids.numel();
-  MINIDL_CHECK(n * d == g.numel() && num_rows >= 0, ShapeError, "[embedding_backward] gradient {} does not match ids {}",
-               shape_str(g.shape()), shape_str(ids.shape()));
+  MINIDL_CHECK(n * d == g.numel() && num_rows >= 0, ShapeError,
+               "[embedding_backward] gradient {} does not match ids {}", shape_str(g.shape()),
+               shape_str(ids.shape()));
   DeviceGuard guard(dev.index);
   cudaStream_t stream = current_stream(dev.index);
   BadIdFlag flag(dev, "embedding_backward");
-  const unsigned blocks = grid_blocks(std::max<int64_t>(n * std::max<int64_t>(d, 1), 1), 256, dev.index);
+  const unsigned blocks =
+      grid_blocks(std::max<int64_t>(n * std::max<int64_t>(d, 1), 1), 256, dev.index);
   Tensor out;
   MINIDL_DISPATCH_FLOAT(g.dtype(), "embedding_backward", [&] {
     using T = device_t<scalar_t>;
     // float32 and float64 accumulate in place; 16-bit types in a float32 buffer.
     using Acc = std::conditional_t<std::is_same_v<T, double>, double, float>;
-    Tensor acc = empty({num_rows, d}, std::is_same_v<T, Acc> ? g.dtype() : kFloat32, dev, "embedding_backward");
+    Tensor acc = empty({num_rows, d}, std::is_same_v<T, Acc> ? g.dtype() : kFloat32, dev,
+                       "embedding_backward");
     fill(acc, 0.0);
     if (ids.dtype() == kInt64)
       embedding_backward_kernel<T, Acc, int64_t><<<blocks, 256, 0, stream>>>(
-          dptr<scalar_t>(g), static_cast<const int64_t*>(ids.data_ptr()), static_cast<Acc*>(acc.data_ptr()), n, d,
-          num_rows, flag.ptr);
+          dptr<scalar_t>(g), static_cast<const int64_t*>(ids.data_ptr()),
+          static_cast<Acc*>(acc.data_ptr()), n, d, num_rows, flag.ptr);
     else
       embedding_backward_kernel<T, Acc, int32_t><<<blocks, 256, 0, stream>>>(
-          dptr<scalar_t>(g), static_cast<const int32_t*>(ids.data_ptr()), static_cast<Acc*>(acc.data_ptr()), n, d,
-          num_rows, flag.ptr);
+          dptr<scalar_t>(g), static_cast<const int32_t*>(ids.data_ptr()),
+          static_cast<Acc*>(acc.data_ptr()), n, d, num_rows, flag.ptr);
     MINIDL_CUDA_CHECK_LAUNCH("embedding_backward");
     if (acc.dtype() == g.dtype()) {
       out = acc;
@@ -177,7 +197,8 @@ Tensor embedding_backward(const Tensor& g_in, const Tensor& ids_in, int64_t num_
 }
 
 Tensor one_hot(const Tensor& ids_in, int64_t num_classes, DType dtype) {
-  MINIDL_CHECK(ids_in.device().is_cuda(), DeviceError, "[one_hot] expects CUDA ids, got {}", describe(ids_in));
+  MINIDL_CHECK(ids_in.device().is_cuda(), DeviceError, "[one_hot] expects CUDA ids, got {}",
+               describe(ids_in));
   check_ids(ids_in, ids_in.device(), "one_hot");
   const Device dev = ids_in.device();
   const Tensor ids = ids_in.contiguous();
@@ -195,11 +216,13 @@ Tensor one_hot(const Tensor& ids_in, int64_t num_classes, DType dtype) {
     using T = device_t<scalar_t>;
     const compute_t<scalar_t> one(1);
     if (ids.dtype() == kInt64)
-      one_hot_kernel<T, int64_t><<<blocks, 256, 0, stream>>>(static_cast<const int64_t*>(ids.data_ptr()),
-                                                             dptr<scalar_t>(out), n, num_classes, one, flag.ptr);
+      one_hot_kernel<T, int64_t>
+          <<<blocks, 256, 0, stream>>>(static_cast<const int64_t*>(ids.data_ptr()),
+                                       dptr<scalar_t>(out), n, num_classes, one, flag.ptr);
     else
-      one_hot_kernel<T, int32_t><<<blocks, 256, 0, stream>>>(static_cast<const int32_t*>(ids.data_ptr()),
-                                                             dptr<scalar_t>(out), n, num_classes, one, flag.ptr);
+      one_hot_kernel<T, int32_t>
+          <<<blocks, 256, 0, stream>>>(static_cast<const int32_t*>(ids.data_ptr()),
+                                       dptr<scalar_t>(out), n, num_classes, one, flag.ptr);
   });
   MINIDL_CUDA_CHECK_LAUNCH("one_hot");
   flag.check(ids, num_classes, "one_hot", "num_classes");

@@ -42,7 +42,8 @@ Tensor triangle(const Tensor& x, bool upper, int64_t k);
 // ---- reductions (core/cuda/reduce.cu)
 
 /// op over `dims` (sorted, unique, normalised) of x (any strides) into a tensor of meta `out`.
-Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, const TensorMeta& out);
+Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims,
+              const TensorMeta& out);
 /// Index of the first maximum (NaN counts as the maximum) along dim, into meta `out` (int64).
 Tensor argmax(const Tensor& x, int64_t dim, const TensorMeta& out);
 

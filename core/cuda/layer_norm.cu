@@ -14,8 +14,9 @@ namespace {
 // x, y: (rows, n) contiguous, V | n; w, b: (n) or null (kAffine false). Dynamic shared memory
 // (kCached): blockDim.y rows.
 template <class T, int V, bool kCached, bool kAffine>
-__global__ void layer_norm_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
-                                  T* __restrict__ y, int64_t rows, int64_t n, compute_t<T> eps) {
+__global__ void __launch_bounds__(kRowThreads)
+    layer_norm_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+                      T* __restrict__ y, int64_t rows, int64_t n, compute_t<T> eps) {
   using C = compute_t<T>;
   using VecT = Vec<T, V>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -67,7 +68,8 @@ __global__ void layer_norm_kernel(const T* __restrict__ x, const T* __restrict__
 // ============================================================================ launchers
 
 template <class HostT>
-void launch_layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, double eps) {
+void launch_layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
+                       double eps) {
   using T = device_t<HostT>;
   using C = compute_t<T>;
   constexpr int V = 16 / sizeof(T);
@@ -78,7 +80,8 @@ void launch_layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, const 
   const T* pw = w.defined() ? dptr<HostT>(w) : nullptr;
   const T* pb = b.defined() ? dptr<HostT>(b) : nullptr;
   T* py = dptr<HostT>(y);
-  const bool aligned = is_aligned(px, 16) && is_aligned(py, 16) && (!pw || (is_aligned(pw, 16) && is_aligned(pb, 16)));
+  const bool aligned = is_aligned(px, 16) && is_aligned(py, 16) &&
+                       (!pw || (is_aligned(pw, 16) && is_aligned(pb, 16)));
   const RowConfig c = row_config(rows, n, V, sizeof(T), aligned);
   auto launch = [&](auto kernel) {
     allow_row_smem(kernel, c, "layer_norm");
@@ -87,14 +90,17 @@ void launch_layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, const 
   auto pick = [&](auto vec, auto affine) {
     constexpr int kV = decltype(vec)::value;
     constexpr bool kAffine = decltype(affine)::value;
-    c.cached ? launch(layer_norm_kernel<T, kV, true, kAffine>) : launch(layer_norm_kernel<T, kV, false, kAffine>);
+    c.cached ? launch(layer_norm_kernel<T, kV, true, kAffine>)
+             : launch(layer_norm_kernel<T, kV, false, kAffine>);
   };
   using Affine = std::true_type;
   using Plain = std::false_type;
   if (c.vectorized)
-    pw ? pick(std::integral_constant<int, V>{}, Affine{}) : pick(std::integral_constant<int, V>{}, Plain{});
+    pw ? pick(std::integral_constant<int, V>{}, Affine{})
+       : pick(std::integral_constant<int, V>{}, Plain{});
   else
-    pw ? pick(std::integral_constant<int, 1>{}, Affine{}) : pick(std::integral_constant<int, 1>{}, Plain{});
+    pw ? pick(std::integral_constant<int, 1>{}, Affine{})
+       : pick(std::integral_constant<int, 1>{}, Plain{});
 }
 
 }  // namespace
@@ -110,7 +116,8 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, do
   Tensor y = empty(x.shape(), x.dtype(), x.device(), "layer_norm");
   if (x.numel() == 0) return y;
   DeviceGuard guard(x.device().index);
-  MINIDL_DISPATCH_FLOAT(x.dtype(), "layer_norm", [&] { launch_layer_norm<scalar_t>(x, w, b, y, eps); });
+  MINIDL_DISPATCH_FLOAT(x.dtype(), "layer_norm",
+                        [&] { launch_layer_norm<scalar_t>(x, w, b, y, eps); });
   MINIDL_CUDA_CHECK_LAUNCH("layer_norm");
   return y;
 }

@@ -16,9 +16,9 @@ namespace minidl::cuda {
 /// An input operand as the kernels see it.
 template <class T>
 struct In {
-  const T* ptr;         // nullptr: read `value`
-  compute_t<T> value;   // the by-value scalar
-  bool single;          // ptr holds one element that every output element reads
+  const T* ptr;        // nullptr: read `value`
+  compute_t<T> value;  // the by-value scalar
+  bool single;         // ptr holds one element that every output element reads
 };
 
 template <class T>
@@ -39,7 +39,9 @@ struct VecIn {
       value = in.ptr ? widen(*in.ptr) : in.value;
     }
   }
-  __device__ __forceinline__ compute_t<T> operator[](int j) const { return array ? widen(vec.v[j]) : value; }
+  __device__ __forceinline__ compute_t<T> operator[](int j) const {
+    return array ? widen(vec.v[j]) : value;
+  }
 };
 
 // ============================================================================ kernels
@@ -54,7 +56,8 @@ __device__ __forceinline__ void store_vec(const F& f, Out* out, int64_t i, const
 
 // out, in: n contiguous elements, aligned for Vec<., V>.
 template <int V, class F, class Out, class... Ins>
-__global__ void __launch_bounds__(256) elementwise_contiguous_kernel(int64_t n, F f, Out* out, In<Ins>... in) {
+__global__ void __launch_bounds__(256)
+    elementwise_contiguous_kernel(int64_t n, F f, Out* out, In<Ins>... in) {
   const int64_t nvec = n / V, step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   for (int64_t i = tid; i < nvec; i += step) store_vec<V>(f, out, i, VecIn<Ins, V>(in, i)...);
@@ -69,8 +72,9 @@ __device__ __forceinline__ void apply_strided(const F& f, Out* out, const Off& o
 
 // out, in: any strides over one shape of n elements (oc: operand 0 is out).
 template <class Index, class F, class Out, class... Ins>
-__global__ void __launch_bounds__(256) elementwise_strided_kernel(Index n, OffsetCalc<1 + sizeof...(Ins), Index> oc,
-                                                      F f, Out* out, In<Ins>... in) {
+__global__ void __launch_bounds__(256)
+    elementwise_strided_kernel(Index n, OffsetCalc<1 + sizeof...(Ins), Index> oc, F f, Out* out,
+                               In<Ins>... in) {
   const Index step = gridDim.x * blockDim.x;
   for (Index i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step)
     apply_strided(f, out, oc.get(i), std::index_sequence_for<Ins...>{}, in...);
@@ -81,16 +85,17 @@ __global__ void __launch_bounds__(256) elementwise_strided_kernel(Index n, Offse
 /// The kernel-side view of an input tensor of host scalar type HostT.
 template <class HostT>
 In<device_t<HostT>> make_in(const Tensor& t, const Tensor& out, const char* op) {
-  MINIDL_CHECK(t.dtype() == dtype_of<HostT>(), DTypeError, "[{}] CUDA kernel expects a {} operand, got {}",
-               op, dtype_name(dtype_of<HostT>()), describe(t));
+  MINIDL_CHECK(t.dtype() == dtype_of<HostT>(), DTypeError,
+               "[{}] CUDA kernel expects a {} operand, got {}", op, dtype_name(dtype_of<HostT>()),
+               describe(t));
   In<device_t<HostT>> r{nullptr, compute_t<HostT>{}, false};
   if (t.device().is_cpu()) {
-    MINIDL_CHECK(t.dim() == 0, DeviceError, "[{}] a CPU operand of a CUDA op must be 0-dim, got {}", op,
-                 describe(t));
+    MINIDL_CHECK(t.dim() == 0, DeviceError, "[{}] a CPU operand of a CUDA op must be 0-dim, got {}",
+                 op, describe(t));
     r.value = static_cast<compute_t<HostT>>(*static_cast<const HostT*>(t.data_ptr()));
   } else {
-    MINIDL_CHECK(t.device() == out.device(), DeviceError, "[{}] operand {} is not on {}", op, describe(t),
-                 out.device().str());
+    MINIDL_CHECK(t.device() == out.device(), DeviceError, "[{}] operand {} is not on {}", op,
+                 describe(t), out.device().str());
     r.ptr = dptr<HostT>(t);
     r.single = t.numel() == 1 && out.numel() > 1;
   }
@@ -108,8 +113,9 @@ void launch_elementwise(const char* op, const Tensor& out, F f, const Tensors&..
   using Out = device_t<OutT>;
   constexpr int V = vec_elems<Out, device_t<InTs>...>();
   const int64_t n = out.numel();
-  MINIDL_CHECK(out.dtype() == dtype_of<OutT>(), DTypeError, "[{}] CUDA kernel expects a {} output, got {}",
-               op, dtype_name(dtype_of<OutT>()), describe(out));
+  MINIDL_CHECK(out.dtype() == dtype_of<OutT>(), DTypeError,
+               "[{}] CUDA kernel expects a {} output, got {}", op, dtype_name(dtype_of<OutT>()),
+               describe(out));
   if (n == 0) return;
   const int device = out.device().index;
   DeviceGuard guard(device);
@@ -123,20 +129,23 @@ void launch_elementwise(const char* op, const Tensor& out, F f, const Tensors&..
   ((contiguous = contiguous && fast(inputs, vec_align<device_t<InTs>, V>())), ...);
 
   if (contiguous) {
-    elementwise_contiguous_kernel<V><<<grid_blocks((n + V - 1) / V, kThreads, device), kThreads, 0, stream>>>(
-        n, f, dptr<OutT>(out), make_in<InTs>(inputs, out, op)...);
+    elementwise_contiguous_kernel<V>
+        <<<grid_blocks((n + V - 1) / V, kThreads, device), kThreads, 0, stream>>>(
+            n, f, dptr<OutT>(out), make_in<InTs>(inputs, out, op)...);
   } else {
     const std::array<Strides, N> st{
-        out.strides(),
-        (inputs.device().is_cpu() ? Strides(out.shape().size(), 0) : broadcast_strides(inputs, out.shape()))...};
+        out.strides(), (inputs.device().is_cpu() ? Strides(out.shape().size(), 0)
+                                                 : broadcast_strides(inputs, out.shape()))...};
     if (n <= INT32_MAX) {
-      elementwise_strided_kernel<uint32_t><<<grid_blocks(n, kThreads, device), kThreads, 0, stream>>>(
-          static_cast<uint32_t>(n), make_offset_calc<N, uint32_t>(out.shape(), st, op), f, dptr<OutT>(out),
-          make_in<InTs>(inputs, out, op)...);
+      elementwise_strided_kernel<uint32_t>
+          <<<grid_blocks(n, kThreads, device), kThreads, 0, stream>>>(
+              static_cast<uint32_t>(n), make_offset_calc<N, uint32_t>(out.shape(), st, op), f,
+              dptr<OutT>(out), make_in<InTs>(inputs, out, op)...);
     } else {
-      elementwise_strided_kernel<uint64_t><<<grid_blocks(n, kThreads, device), kThreads, 0, stream>>>(
-          static_cast<uint64_t>(n), make_offset_calc<N, uint64_t>(out.shape(), st, op), f, dptr<OutT>(out),
-          make_in<InTs>(inputs, out, op)...);
+      elementwise_strided_kernel<uint64_t>
+          <<<grid_blocks(n, kThreads, device), kThreads, 0, stream>>>(
+              static_cast<uint64_t>(n), make_offset_calc<N, uint64_t>(out.shape(), st, op), f,
+              dptr<OutT>(out), make_in<InTs>(inputs, out, op)...);
     }
   }
   MINIDL_CUDA_CHECK_LAUNCH(op);

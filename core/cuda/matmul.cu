@@ -1,12 +1,13 @@
-// matmul through cuBLAS (cublasGemmStridedBatchedEx_64). minidl is row-major, cuBLAS
-// column-major: C = A B (row-major) is computed as Cᵀ = Bᵀ Aᵀ, and a row-major operand is a
-// column-major one transposed, so row-major operands go in as they are (op N) and
-// column-major ones (transposed views, e.g. k.transpose(-2, -1)) with op T: no copies. Batch
-// dims go in as one batch stride per operand (0 for a broadcast operand); a broadcast weight
-// against a batch of row-major activations folds the batch into M (one large GEMM); batch dims
-// that no single stride describes are looped over (a few) or copied (many). float32 computes in
-// exact float32 (CUBLAS_COMPUTE_32F) unless set_allow_tf32(true); float16/bfloat16 accumulate
-// in float32; float64 in float64.
+// matmul through cuBLAS (cublasGemmStridedBatchedEx; its _64 form past 32-bit sizes). minidl
+// is row-major, cuBLAS column-major: C = A B (row-major) is computed as Cᵀ = Bᵀ Aᵀ, and a
+// row-major operand is a column-major one transposed, so row-major operands go in as they are
+// (op N) and column-major ones (transposed views, e.g. k.transpose(-2, -1)) with op T: no
+// copies. Batch dims go in as one batch stride per operand (0 for a broadcast operand); a
+// broadcast weight against a batch of row-major activations folds the batch into M (one large
+// GEMM); batch dims that no single stride describes are looped over (a few) or copied (many).
+// float32 computes in exact float32 (CUBLAS_COMPUTE_32F) unless set_allow_tf32(true);
+// float16/bfloat16 accumulate in float32; float64 in float64.
+#include <algorithm>
 #include <optional>
 
 #include "core/cuda/common.cuh"
@@ -50,8 +51,8 @@ std::optional<int64_t> single_stride(const Shape& batch, const Strides& st, size
 }
 
 struct Operand {
-  Tensor t;           // the operand, broadcast to (batch..., rows, cols)
-  Strides st;         // its element strides
+  Tensor t;    // the operand, broadcast to (batch..., rows, cols)
+  Strides st;  // its element strides
   MatrixLayout layout;
 };
 
@@ -83,11 +84,16 @@ Tensor materialize(const Tensor& x, const Shape& batch) {
 
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
-    case kFloat32: return CUDA_R_32F;
-    case kFloat64: return CUDA_R_64F;
-    case kFloat16: return CUDA_R_16F;
-    case kBFloat16: return CUDA_R_16BF;
-    default: throw_unsupported_dtype("matmul", t);
+    case kFloat32:
+      return CUDA_R_32F;
+    case kFloat64:
+      return CUDA_R_64F;
+    case kFloat16:
+      return CUDA_R_16F;
+    case kBFloat16:
+      return CUDA_R_16BF;
+    default:
+      throw_unsupported_dtype("matmul", t);
   }
 }
 
@@ -107,23 +113,37 @@ void run_gemm(const Gemm& g, const Operand& a, const Operand& b, DType dtype, in
   if (dtype == kFloat32 && allow_tf32()) compute = CUBLAS_COMPUTE_32F_FAST_TF32;
   const float one_f = 1.0f, zero_f = 0.0f;
   const double one_d = 1.0, zero_d = 0.0;
-  const void* alpha = dtype == kFloat64 ? static_cast<const void*>(&one_d) : static_cast<const void*>(&one_f);
-  const void* beta = dtype == kFloat64 ? static_cast<const void*>(&zero_d) : static_cast<const void*>(&zero_f);
+  const void* alpha =
+      dtype == kFloat64 ? static_cast<const void*>(&one_d) : static_cast<const void*>(&one_f);
+  const void* beta =
+      dtype == kFloat64 ? static_cast<const void*>(&zero_d) : static_cast<const void*>(&zero_f);
   // Cᵀ (n x m_rows, column-major, ld n) = Bᵀ (n x k) Aᵀ (k x m_rows).
+  const cublasOperation_t op_b = b.layout.col_major ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_a = a.layout.col_major ? CUBLAS_OP_T : CUBLAS_OP_N;
   Cublas blas(device);
-  MINIDL_CUBLAS_CHECK(
-      cublasGemmStridedBatchedEx_64(blas.handle(), b.layout.col_major ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                    a.layout.col_major ? CUBLAS_OP_T : CUBLAS_OP_N, g.n, g.m_rows, g.k, alpha,
-                                    g.b, type, b.layout.ld, g.stride_b, g.a, type, a.layout.ld, g.stride_a, beta,
-                                    g.c, type, g.n, g.stride_c, g.count, compute, CUBLAS_GEMM_DEFAULT),
-      "matmul");
+  const int64_t widest = std::max({g.n, g.m_rows, g.k, a.layout.ld, b.layout.ld, g.count});
+  if (widest <= INT32_MAX) {
+    auto i = [](int64_t v) { return static_cast<int>(v); };
+    MINIDL_CUBLAS_CHECK(
+        cublasGemmStridedBatchedEx(blas.handle(), op_b, op_a, i(g.n), i(g.m_rows), i(g.k), alpha,
+                                   g.b, type, i(b.layout.ld), g.stride_b, g.a, type, i(a.layout.ld),
+                                   g.stride_a, beta, g.c, type, i(g.n), g.stride_c, i(g.count),
+                                   compute, CUBLAS_GEMM_DEFAULT),
+        "matmul");
+  } else {
+    MINIDL_CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
+                            blas.handle(), op_b, op_a, g.n, g.m_rows, g.k, alpha, g.b, type,
+                            b.layout.ld, g.stride_b, g.a, type, a.layout.ld, g.stride_a, beta, g.c,
+                            type, g.n, g.stride_c, g.count, compute, CUBLAS_GEMM_DEFAULT),
+                        "matmul");
+  }
 }
 
 }  // namespace
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in, const TensorMeta& m) {
-  MINIDL_CHECK(a_in.device().is_cuda() && b_in.device() == a_in.device() && a_in.dtype() == b_in.dtype() &&
-                   a_in.dim() >= 2 && b_in.dim() >= 2,
+  MINIDL_CHECK(a_in.device().is_cuda() && b_in.device() == a_in.device() &&
+                   a_in.dtype() == b_in.dtype() && a_in.dim() >= 2 && b_in.dim() >= 2,
                DeviceError, "[matmul] expects CUDA operands of one device and dtype, got {} and {}",
                describe(a_in), describe(b_in));
   const Device dev = a_in.device();
@@ -144,10 +164,12 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, const TensorMeta& m) {
 
   // A weight broadcast over the batch, times row-major activations whose rows continue evenly
   // from one batch entry to the next: one GEMM of nbatch * M rows.
-  const std::optional<int64_t> a_all = single_stride(batch, a.st, 0), b_all = single_stride(batch, b.st, 0);
-  if (nbatch > 1 && b_all && *b_all == 0 && a_all && !a.layout.col_major && *a_all == M * a.layout.ld) {
-    run_gemm({static_cast<const char*>(a.t.data_ptr()), static_cast<const char*>(b.t.data_ptr()), pc, nbatch * M, N,
-              K, 1, 0, 0, 0},
+  const std::optional<int64_t> a_all = single_stride(batch, a.st, 0),
+                               b_all = single_stride(batch, b.st, 0);
+  if (nbatch > 1 && b_all && *b_all == 0 && a_all && !a.layout.col_major &&
+      *a_all == M * a.layout.ld) {
+    run_gemm({static_cast<const char*>(a.t.data_ptr()), static_cast<const char*>(b.t.data_ptr()),
+              pc, nbatch * M, N, K, 1, 0, 0, 0},
              a, b, m.dtype, dev.index);
     return out;
   }
@@ -156,7 +178,8 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, const TensorMeta& m) {
   // leading dims are looped over, or, when that would take many calls, copied away.
   auto split = [&](const Operand& x, const Operand& y) {
     size_t from = 0;
-    while (from < nb && !(single_stride(batch, x.st, from) && single_stride(batch, y.st, from))) ++from;
+    while (from < nb && !(single_stride(batch, x.st, from) && single_stride(batch, y.st, from)))
+      ++from;
     return from;
   };
   size_t from = split(a, b);
@@ -170,7 +193,8 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, const TensorMeta& m) {
   }
   int64_t count = 1;
   for (size_t d = from; d < nb; ++d) count *= batch[d];
-  const int64_t stride_a = *single_stride(batch, a.st, from), stride_b = *single_stride(batch, b.st, from);
+  const int64_t stride_a = *single_stride(batch, a.st, from),
+                stride_b = *single_stride(batch, b.st, from);
   for (int64_t l = 0; l < loops; ++l) {
     // Offsets of loop iteration l over dims [0, from).
     int64_t off_a = 0, off_b = 0, rem = l;
@@ -181,8 +205,8 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, const TensorMeta& m) {
       off_b += i * b.st[d];
     }
     run_gemm({static_cast<const char*>(a.t.data_ptr()) + off_a * isz,
-              static_cast<const char*>(b.t.data_ptr()) + off_b * isz, pc + l * count * M * N * isz, M, N, K, count,
-              stride_a, stride_b, M * N},
+              static_cast<const char*>(b.t.data_ptr()) + off_b * isz, pc + l * count * M * N * isz,
+              M, N, K, count, stride_a, stride_b, M * N},
              a, b, m.dtype, dev.index);
   }
   return out;

@@ -82,9 +82,9 @@ struct OffsetCalc {
 
   MINIDL_HD Array<int64_t, N> get(Index linear) const {
     Array<int64_t, N> off;
-MINIDL_UNROLL
+    MINIDL_UNROLL
     for (int k = 0; k < N; ++k) off[k] = 0;
-MINIDL_UNROLL
+    MINIDL_UNROLL
     for (int d = 0; d < kMaxDims; ++d) {
       if (d == ndim) break;
       Index r = linear;
@@ -93,7 +93,7 @@ MINIDL_UNROLL
         r = qr.mod;
         linear = qr.div;
       }
-MINIDL_UNROLL
+      MINIDL_UNROLL
       for (int k = 0; k < N; ++k) off[k] += static_cast<int64_t>(r) * strides[d][k];
     }
     return off;
@@ -104,7 +104,8 @@ MINIDL_UNROLL
 /// of shape.size() entries), with dims contiguous for every operand merged and size-1 dims
 /// dropped. Throws ShapeError naming op when more than kMaxDims dims remain.
 template <int N, class Index>
-OffsetCalc<N, Index> make_offset_calc(Shape shape, const std::array<Strides, N>& strides, const char* op) {
+OffsetCalc<N, Index> make_offset_calc(Shape shape, const std::array<Strides, N>& strides,
+                                      const char* op) {
   cpu::LoopOperands<N> ops{};
   for (int k = 0; k < N; ++k) ops.strides[k] = strides[k];
   const Shape original = shape;
@@ -128,6 +129,8 @@ OffsetCalc<N, Index> make_offset_calc(Shape shape, const std::array<Strides, N>&
 /// leading dims).
 inline Strides broadcast_strides(const Tensor& t, const Shape& shape) {
   const size_t n = shape.size(), m = t.shape().size();
+  MINIDL_CHECK(m <= n, ShapeError, "[broadcast] {} has more dims than {}", shape_str(t.shape()),
+               shape_str(shape));
   Strides out(n, 0);
   for (size_t i = 0; i < m; ++i) out[n - m + i] = t.shape()[i] == 1 ? 0 : t.strides()[i];
   return out;

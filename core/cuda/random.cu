@@ -17,7 +17,8 @@ __global__ void fill_random_kernel(T* out, int64_t n, uint64_t seed, uint64_t of
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
     const uint64_t k = static_cast<uint64_t>(i);
-    out[i] = narrow<T>(normal ? philox::normal_at(seed, offset, k) : philox::uniform_at(seed, offset, k));
+    out[i] = narrow<T>(normal ? philox::normal_at(seed, offset, k)
+                              : philox::uniform_at(seed, offset, k));
   }
 }
 

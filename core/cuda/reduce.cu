@@ -46,7 +46,9 @@ struct ExtremumReducer {
     }
   }
   __device__ C accumulate(C a, C v, int64_t) const { return combine(a, v); }
-  __device__ C combine(C a, C b) const { return kMax ? sop::Maximum{}(a, b) : sop::Minimum{}(a, b); }
+  __device__ C combine(C a, C b) const {
+    return kMax ? sop::Maximum{}(a, b) : sop::Minimum{}(a, b);
+  }
   __device__ Out finish(C a) const { return narrow<Out>(a); }
 };
 
@@ -79,49 +81,54 @@ struct ArgMaxReducer {
 // x: strided input; outer: offsets of the n_out outputs' first elements; inner: offsets of the
 // n_in elements of an output. Block (blockDim.x, blockDim.y): in row mode x runs over elements
 // and y over outputs, in column mode the reverse (both extents powers of two). Block (bx, by)
-// reduces elements [by * chunk, (by + 1) * chunk) of its outputs into out (one split) or
-// partial[by][o]. Dynamic shared memory: blockDim.x * blockDim.y accumulators.
+// reduces elements [by * chunk, (by + 1) * chunk) of its outputs (group bx, then every
+// gridDim.x-th group) into out (one split) or partial[by][o]. Dynamic shared memory:
+// blockDim.x * blockDim.y accumulators.
 template <class In, class Red, class Index>
-__global__ void reduce_kernel(const In* x, OffsetCalc<1, Index> outer, OffsetCalc<1, Index> inner, Index n_out,
-                              Index n_in, Index chunk, bool row_mode, Red red, typename Red::out_t* out,
-                              typename Red::acc_t* partial) {
+__global__ void __launch_bounds__(512)
+    reduce_kernel(const In* x, OffsetCalc<1, Index> outer, OffsetCalc<1, Index> inner,
+                  int64_t n_out, Index n_in, Index chunk, bool row_mode, Red red,
+                  typename Red::out_t* out, typename Red::acc_t* partial) {
   using Acc = typename Red::acc_t;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Acc* smem = reinterpret_cast<Acc*>(smem_raw);
   const unsigned tr = row_mode ? threadIdx.x : threadIdx.y, nr = row_mode ? blockDim.x : blockDim.y;
   const unsigned to = row_mode ? threadIdx.y : threadIdx.x, no = row_mode ? blockDim.y : blockDim.x;
-  const Index o = static_cast<Index>(blockIdx.x) * no + to;
-  const Index r0 = static_cast<Index>(blockIdx.y) * chunk;
-  const Index r1 = n_in - r0 < chunk ? n_in : r0 + chunk;
-
-  Acc acc = red.init();
-  if (o < n_out) {
-    const int64_t base = outer.get(o)[0];
-    for (Index r = r0 + tr; r < r1; r += nr)
-      acc = red.accumulate(acc, widen(x[base + inner.get(r)[0]]), static_cast<int64_t>(r));
-  }
   const unsigned slot = threadIdx.y * blockDim.x + threadIdx.x;
   const unsigned step = row_mode ? 1u : blockDim.x;  // slot distance between neighbours in r
-  smem[slot] = acc;
-  __syncthreads();
-  for (unsigned s = nr / 2; s > 0; s >>= 1) {
-    if (tr < s) smem[slot] = red.combine(smem[slot], smem[slot + s * step]);
+  const Index r0 = static_cast<Index>(blockIdx.y) * chunk;
+  const Index r1 = n_in - r0 < chunk ? n_in : r0 + chunk;
+  // Every thread of the block runs the same iterations (the loop synchronizes the block).
+  for (int64_t group = blockIdx.x; group * no < n_out; group += gridDim.x) {
+    const int64_t o = group * no + to;
+    Acc acc = red.init();
+    if (o < n_out) {
+      const int64_t base = outer.get(static_cast<Index>(o))[0];
+      for (Index r = r0 + tr; r < r1; r += nr)
+        acc = red.accumulate(acc, widen(x[base + inner.get(r)[0]]), static_cast<int64_t>(r));
+    }
+    smem[slot] = acc;
     __syncthreads();
-  }
-  if (tr == 0 && o < n_out) {
-    if (gridDim.y == 1)
-      out[o] = red.finish(smem[slot]);
-    else
-      partial[static_cast<int64_t>(blockIdx.y) * n_out + o] = smem[slot];
+    for (unsigned s = nr / 2; s > 0; s >>= 1) {
+      if (tr < s) smem[slot] = red.combine(smem[slot], smem[slot + s * step]);
+      __syncthreads();
+    }
+    if (tr == 0 && o < n_out) {
+      if (gridDim.y == 1)
+        out[o] = red.finish(smem[slot]);
+      else
+        partial[static_cast<int64_t>(blockIdx.y) * n_out + o] = smem[slot];
+    }
   }
 }
 
 // partial: (splits, n_out) accumulators -> out (n_out).
 template <class Red>
-__global__ void reduce_partials_kernel(const typename Red::acc_t* partial, int64_t splits, int64_t n_out, Red red,
-                                       typename Red::out_t* out) {
+__global__ void reduce_partials_kernel(const typename Red::acc_t* partial, int64_t splits,
+                                       int64_t n_out, Red red, typename Red::out_t* out) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < n_out; o += step) {
+  for (int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < n_out;
+       o += step) {
     typename Red::acc_t acc = partial[o];
     for (int64_t s = 1; s < splits; ++s) acc = red.combine(acc, partial[s * n_out + o]);
     out[o] = red.finish(acc);
@@ -133,7 +140,7 @@ __global__ void reduce_partials_kernel(const typename Red::acc_t* partial, int64
 /// How a reduction is laid out on the grid.
 struct ReducePlan {
   bool row_mode;
-  int nr, no;            // threads per block along the elements / the outputs
+  int nr, no;  // threads per block along the elements / the outputs
   int64_t blocks_x, splits, chunk;
 };
 
@@ -142,7 +149,7 @@ ReducePlan plan_reduce(int64_t n_out, int64_t n_in, bool inner_unit, bool outer_
   // Neighbouring threads should read neighbouring elements.
   p.row_mode = n_in > 1 && (inner_unit || !outer_unit);
   if (p.row_mode) {
-    p.nr = std::clamp(next_pow2(n_in), 32, 512);
+    p.nr = std::clamp(next_pow2(n_in), 32, 512);  // at most 512 threads: see reduce_kernel
     p.no = std::max(1, 256 / p.nr);
   } else {
     p.no = 32;
@@ -162,18 +169,20 @@ ReducePlan plan_reduce(int64_t n_out, int64_t n_in, bool inner_unit, bool outer_
 }
 
 template <class Index, class HostT, class Red>
-void launch_reduce(const char* op, const Tensor& x, const Shape& os, const Strides& ost, const Shape& is,
-                   const Strides& ist, const Tensor& out, Red red) {
+void launch_reduce(const char* op, const Tensor& x, const Shape& os, const Strides& ost,
+                   const Shape& is, const Strides& ist, const Tensor& out, Red red) {
   using Acc = typename Red::acc_t;
   const int device = x.device().index;
   const int64_t n_out = numel(os), n_in = numel(is);
   const OffsetCalc<1, Index> outer = make_offset_calc<1, Index>(os, {ost}, op);
-  const OffsetCalc<1, Index> inner = n_in == 0 ? OffsetCalc<1, Index>{} : make_offset_calc<1, Index>(is, {ist}, op);
+  const OffsetCalc<1, Index> inner =
+      n_in == 0 ? OffsetCalc<1, Index>{} : make_offset_calc<1, Index>(is, {ist}, op);
   const bool inner_unit = inner.ndim == 0 || inner.strides[0][0] == 1;
   const bool outer_unit = outer.ndim > 0 && outer.strides[0][0] == 1;
   const ReducePlan p = plan_reduce(n_out, n_in, inner_unit, outer_unit, device);
   const dim3 block = p.row_mode ? dim3(p.nr, p.no) : dim3(p.no, p.nr);
-  const dim3 grid(static_cast<unsigned>(p.blocks_x), static_cast<unsigned>(p.splits));
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(p.blocks_x, INT32_MAX)),
+                  static_cast<unsigned>(p.splits));
   const size_t smem = sizeof(Acc) * p.nr * p.no;
   cudaStream_t stream = current_stream(device);
   auto* o = static_cast<typename Red::out_t*>(out.data_ptr());
@@ -183,22 +192,23 @@ void launch_reduce(const char* op, const Tensor& x, const Shape& os, const Strid
     ws = workspace(sizeof(Acc) * static_cast<size_t>(p.splits * n_out), x.device(), op);
     partial = static_cast<Acc*>(ws.data_ptr());
   }
-  reduce_kernel<device_t<HostT>, Red, Index><<<grid, block, smem, stream>>>(
-      dptr<HostT>(x), outer, inner, static_cast<Index>(n_out), static_cast<Index>(n_in),
-      static_cast<Index>(p.chunk), p.row_mode, red, o, partial);
+  reduce_kernel<device_t<HostT>, Red, Index>
+      <<<grid, block, smem, stream>>>(dptr<HostT>(x), outer, inner, n_out, static_cast<Index>(n_in),
+                                      static_cast<Index>(p.chunk), p.row_mode, red, o, partial);
   MINIDL_CUDA_CHECK_LAUNCH(op);
   if (p.splits > 1) {
-    reduce_partials_kernel<Red><<<grid_blocks(n_out, 256, device), 256, 0, stream>>>(partial, p.splits, n_out,
-                                                                                       red, o);
+    reduce_partials_kernel<Red>
+        <<<grid_blocks(n_out, 256, device), 256, 0, stream>>>(partial, p.splits, n_out, red, o);
     MINIDL_CUDA_CHECK_LAUNCH(op);
   }
 }
 
 /// Reduces `dims` of x into out (contiguous, one element per combination of the kept dims).
 template <class HostT, class Red>
-void run_reduce(const char* op, const Tensor& x, const std::vector<int64_t>& dims, const Tensor& out, Red red) {
-  MINIDL_CHECK(x.device().is_cuda() && out.device() == x.device() && out.is_contiguous(), DeviceError,
-               "[{}] CUDA reduction of {} into {}", op, describe(x), describe(out));
+void run_reduce(const char* op, const Tensor& x, const std::vector<int64_t>& dims,
+                const Tensor& out, Red red) {
+  MINIDL_CHECK(x.device().is_cuda() && out.device() == x.device() && out.is_contiguous(),
+               DeviceError, "[{}] CUDA reduction of {} into {}", op, describe(x), describe(out));
   Shape os, is;
   Strides ost, ist;
   for (int64_t d = 0; d < x.dim(); ++d) {
@@ -219,10 +229,14 @@ void run_reduce(const char* op, const Tensor& x, const std::vector<int64_t>& dim
 
 const char* reduce_name(ReduceOp op) {
   switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Mean: return "mean";
-    case ReduceOp::Max: return "max";
-    case ReduceOp::Min: return "min";
+    case ReduceOp::Sum:
+      return "sum";
+    case ReduceOp::Mean:
+      return "mean";
+    case ReduceOp::Max:
+      return "max";
+    case ReduceOp::Min:
+      return "min";
   }
   return "reduce";
 }
@@ -248,12 +262,17 @@ Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, co
           break;
         case ReduceOp::Mean:
           if constexpr (std::is_floating_point_v<C>)
-            run_reduce<scalar_t>(name, x, dims, out, SumReducer<C, Acc, Out>{static_cast<Acc>(count), true});
+            run_reduce<scalar_t>(name, x, dims, out,
+                                 SumReducer<C, Acc, Out>{static_cast<Acc>(count), true});
           else
             throw_unsupported_dtype(name, x.dtype());
           break;
-        case ReduceOp::Max: run_reduce<scalar_t>(name, x, dims, out, ExtremumReducer<C, Out, true>{}); break;
-        case ReduceOp::Min: run_reduce<scalar_t>(name, x, dims, out, ExtremumReducer<C, Out, false>{}); break;
+        case ReduceOp::Max:
+          run_reduce<scalar_t>(name, x, dims, out, ExtremumReducer<C, Out, true>{});
+          break;
+        case ReduceOp::Min:
+          run_reduce<scalar_t>(name, x, dims, out, ExtremumReducer<C, Out, false>{});
+          break;
       }
     }
   });

@@ -12,15 +12,18 @@ namespace minidl::cuda {
 
 /// Vectors of V elements each thread loads before using them (memory-level parallelism).
 constexpr int kRowUnroll = 4;
+/// Most threads per row; the row kernels declare __launch_bounds__(kRowThreads), so that the
+/// compiler keeps them within the registers a block of that size may use.
+constexpr int kRowThreads = 512;
 /// Shared memory a row block may use to keep its rows (beyond 48 KB needs an opt-in).
 constexpr size_t kRowCacheBytes = 96 * 1024;
 
 /// Grid, block and shared memory of a row kernel.
 struct RowConfig {
   dim3 grid, block;
-  bool vectorized;   // n % V == 0 and every pointer aligned: V-element accesses
-  bool cached;       // rows kept in dynamic shared memory
-  size_t smem = 0;   // dynamic shared memory bytes
+  bool vectorized;  // n % V == 0 and every pointer aligned: V-element accesses
+  bool cached;      // rows kept in dynamic shared memory
+  size_t smem = 0;  // dynamic shared memory bytes
 };
 
 /// Picks the row layout for `rows` rows of n elements of `bytes_per_elem` cached bytes (the
@@ -30,7 +33,7 @@ inline RowConfig row_config(int64_t rows, int64_t n, int V, size_t bytes_per_ele
   RowConfig c{};
   c.vectorized = V > 1 && n % V == 0 && aligned;
   const int64_t nvec = c.vectorized ? n / V : n;
-  const int tpr = std::clamp(next_pow2((nvec + kRowUnroll - 1) / kRowUnroll), 32, 1024);
+  const int tpr = std::clamp(next_pow2((nvec + kRowUnroll - 1) / kRowUnroll), 32, kRowThreads);
   const int rpb = std::max(1, 256 / tpr);
   c.block = dim3(static_cast<unsigned>(tpr), static_cast<unsigned>(rpb));
   // The kernels loop over row blocks (for_row_blocks), so the grid may be smaller than needed.
@@ -98,7 +101,8 @@ struct MaxSumOp {
   __device__ __forceinline__ MaxSum<C> operator()(MaxSum<C> a, MaxSum<C> b) const {
     const C m = a.m > b.m ? a.m : b.m;
     if (m == C(-INFINITY)) return {m, a.s + b.s};  // no finite element on either side
-    return {m, (a.m == m ? a.s : a.s * sop::Exp{}(a.m - m)) + (b.m == m ? b.s : b.s * sop::Exp{}(b.m - m))};
+    return {m, (a.m == m ? a.s : a.s * sop::Exp{}(a.m - m)) +
+                   (b.m == m ? b.s : b.s * sop::Exp{}(b.m - m))};
   }
 };
 
@@ -121,7 +125,8 @@ __device__ __forceinline__ C row_max(const MaxSum<C>& ms) {
 
 /// for_row_vectors over two rows of one layout: f(j, vector of a, vector of b).
 template <class T, int V, class F>
-__device__ __forceinline__ void for_row_vectors2(const Vec<T, V>* a, const Vec<T, V>* b, int64_t nvec, F f) {
+__device__ __forceinline__ void for_row_vectors2(const Vec<T, V>* a, const Vec<T, V>* b,
+                                                 int64_t nvec, F f) {
   for (int64_t j0 = threadIdx.x; j0 < nvec; j0 += static_cast<int64_t>(kRowUnroll) * blockDim.x) {
     Vec<T, V> va[kRowUnroll], vb[kRowUnroll];
     MINIDL_UNROLL

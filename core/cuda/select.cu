@@ -28,14 +28,16 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b, const TensorM
 }
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
-  MINIDL_CHECK(mask.shape() == x.shape(), ShapeError, "[masked_fill] mask {} must have the input's shape {}",
-               shape_str(mask.shape()), shape_str(x.shape()));
+  MINIDL_CHECK(mask.shape() == x.shape(), ShapeError,
+               "[masked_fill] mask {} must have the input's shape {}", shape_str(mask.shape()),
+               shape_str(x.shape()));
   // x may be a 0-dim CPU scalar beside a 0-dim CUDA mask.
-  Tensor out = empty(x.shape(), x.dtype(), x.device().is_cuda() ? x.device() : mask.device(), "masked_fill");
+  Tensor out =
+      empty(x.shape(), x.dtype(), x.device().is_cuda() ? x.device() : mask.device(), "masked_fill");
   MINIDL_DISPATCH_ALL(x.dtype(), "masked_fill", [&] {
     using C = compute_t<scalar_t>;
-    launch_elementwise<scalar_t, scalar_t, bool>("masked_fill", out, MaskedFillOp<C>{static_cast<C>(value)},
-                                                 x, mask);
+    launch_elementwise<scalar_t, scalar_t, bool>("masked_fill", out,
+                                                 MaskedFillOp<C>{static_cast<C>(value)}, x, mask);
   });
   return out;
 }

@@ -16,7 +16,8 @@ namespace {
 
 // x, y: (rows, n) contiguous, V | n. Dynamic shared memory (kCached): blockDim.y rows.
 template <class T, int V, bool kLog, bool kCached>
-__global__ void softmax_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t n) {
+__global__ void __launch_bounds__(kRowThreads)
+    softmax_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t n) {
   using C = compute_t<T>;
   using VecT = Vec<T, V>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -52,8 +53,9 @@ __global__ void softmax_rows_kernel(const T* __restrict__ x, T* __restrict__ y, 
 // g, y, gx: (rows, n) contiguous, V | n. Dynamic shared memory (kCached): blockDim.y rows of g
 // then y.
 template <class T, int V, bool kLog, bool kCached>
-__global__ void softmax_backward_rows_kernel(const T* __restrict__ g, const T* __restrict__ y, T* __restrict__ gx,
-                                             int64_t rows, int64_t n) {
+__global__ void __launch_bounds__(kRowThreads)
+    softmax_backward_rows_kernel(const T* __restrict__ g, const T* __restrict__ y,
+                                 T* __restrict__ gx, int64_t rows, int64_t n) {
   using C = compute_t<T>;
   using VecT = Vec<T, V>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -85,7 +87,7 @@ __global__ void softmax_backward_rows_kernel(const T* __restrict__ g, const T* _
       MINIDL_UNROLL
       for (int e = 0; e < V; ++e) {
         const C ge = widen(vg.v[e]), ye = widen(vy.v[e]);
-        o.v[e] = narrow<T>(kLog ? ge - sop::Exp{}(ye) * dot : ye * (ge - dot));
+        o.v[e] = narrow<T>(kLog ? ge - sop::Exp{}(ye)*dot : ye * (ge - dot));
       }
       out[j] = o;
     }
@@ -97,7 +99,8 @@ template <class T, bool kLog>
 __global__ void softmax_cols_kernel(const T* x, T* y, int64_t outer, int64_t n, int64_t inner) {
   using C = compute_t<T>;
   const int64_t total = outer * inner, step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += step) {
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
+       t += step) {
     const int64_t o = t / inner, base = o * n * inner + (t - o * inner);
     MaxSum<C> ms{C(-INFINITY), C(0)};
     for (int64_t j = 0; j < n; ++j) add_element(ms, widen(x[base + j * inner]));
@@ -111,11 +114,12 @@ __global__ void softmax_cols_kernel(const T* x, T* y, int64_t outer, int64_t n, 
 
 // g, y, gx: contiguous (outer, n, inner); one thread per (outer, inner) row.
 template <class T, bool kLog>
-__global__ void softmax_backward_cols_kernel(const T* g, const T* y, T* gx, int64_t outer, int64_t n,
-                                             int64_t inner) {
+__global__ void softmax_backward_cols_kernel(const T* g, const T* y, T* gx, int64_t outer,
+                                             int64_t n, int64_t inner) {
   using C = compute_t<T>;
   const int64_t total = outer * inner, step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += step) {
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
+       t += step) {
     const int64_t o = t / inner, base = o * n * inner + (t - o * inner);
     C dot = 0;
     for (int64_t j = 0; j < n; ++j) {
@@ -125,7 +129,7 @@ __global__ void softmax_backward_cols_kernel(const T* g, const T* y, T* gx, int6
     for (int64_t j = 0; j < n; ++j) {
       const int64_t i = base + j * inner;
       const C ge = widen(g[i]), ye = widen(y[i]);
-      gx[i] = narrow<T>(kLog ? ge - sop::Exp{}(ye) * dot : ye * (ge - dot));
+      gx[i] = narrow<T>(kLog ? ge - sop::Exp{}(ye)*dot : ye * (ge - dot));
     }
   }
 }
@@ -157,15 +161,18 @@ void launch_softmax(const Tensor& x, const Tensor& y, const RowShape& s, const c
         px, py, s.outer, s.n, s.inner);
     return;
   }
-  const RowConfig c = row_config(s.outer, s.n, V, sizeof(T), is_aligned(px, 16) && is_aligned(py, 16));
+  const RowConfig c =
+      row_config(s.outer, s.n, V, sizeof(T), is_aligned(px, 16) && is_aligned(py, 16));
   auto launch = [&](auto kernel) {
     allow_row_smem(kernel, c, op);
     kernel<<<c.grid, c.block, c.smem, stream>>>(px, py, s.outer, s.n);
   };
   if (c.vectorized)
-    c.cached ? launch(softmax_rows_kernel<T, V, kLog, true>) : launch(softmax_rows_kernel<T, V, kLog, false>);
+    c.cached ? launch(softmax_rows_kernel<T, V, kLog, true>)
+             : launch(softmax_rows_kernel<T, V, kLog, false>);
   else
-    c.cached ? launch(softmax_rows_kernel<T, 1, kLog, true>) : launch(softmax_rows_kernel<T, 1, kLog, false>);
+    c.cached ? launch(softmax_rows_kernel<T, 1, kLog, true>)
+             : launch(softmax_rows_kernel<T, 1, kLog, false>);
 }
 
 template <class HostT, bool kLog>
@@ -179,8 +186,9 @@ void launch_softmax_backward(const Tensor& g, const Tensor& y, const Tensor& gx,
   const T* py = dptr<HostT>(y);
   T* pgx = dptr<HostT>(gx);
   if (s.inner != 1) {
-    softmax_backward_cols_kernel<T, kLog><<<grid_blocks(s.outer * s.inner, 256, device), 256, 0, stream>>>(
-        pg, py, pgx, s.outer, s.n, s.inner);
+    softmax_backward_cols_kernel<T, kLog>
+        <<<grid_blocks(s.outer * s.inner, 256, device), 256, 0, stream>>>(pg, py, pgx, s.outer, s.n,
+                                                                          s.inner);
     return;
   }
   const RowConfig c = row_config(s.outer, s.n, V, 2 * sizeof(T),
@@ -201,7 +209,8 @@ void launch_softmax_backward(const Tensor& g, const Tensor& y, const Tensor& gx,
 
 Tensor softmax(const Tensor& x_in, int64_t dim, bool log) {
   const char* op = log ? "log_softmax" : "softmax";
-  MINIDL_CHECK(x_in.device().is_cuda(), DeviceError, "[{}] expects a CUDA tensor, got {}", op, describe(x_in));
+  MINIDL_CHECK(x_in.device().is_cuda(), DeviceError, "[{}] expects a CUDA tensor, got {}", op,
+               describe(x_in));
   const Tensor x = x_in.contiguous();
   Tensor y = empty(x.shape(), x.dtype(), x.device(), op);
   if (x.numel() == 0) return y;
@@ -219,10 +228,12 @@ Tensor softmax(const Tensor& x_in, int64_t dim, bool log) {
 
 Tensor softmax_backward(const Tensor& g_in, const Tensor& y_in, int64_t dim, bool log) {
   const char* op = log ? "log_softmax_backward" : "softmax_backward";
-  MINIDL_CHECK(g_in.shape() == y_in.shape() && g_in.dtype() == y_in.dtype() && g_in.device() == y_in.device() &&
-                   g_in.device().is_cuda(),
-               ShapeError, "[{}] expects a gradient and an output of one shape, dtype and CUDA device, got {} and {}",
-               op, describe(g_in), describe(y_in));
+  MINIDL_CHECK(
+      g_in.shape() == y_in.shape() && g_in.dtype() == y_in.dtype() &&
+          g_in.device() == y_in.device() && g_in.device().is_cuda(),
+      ShapeError,
+      "[{}] expects a gradient and an output of one shape, dtype and CUDA device, got {} and {}",
+      op, describe(g_in), describe(y_in));
   const Tensor g = g_in.contiguous(), y = y_in.contiguous();
   Tensor gx = empty(g.shape(), g.dtype(), g.device(), op);
   if (g.numel() == 0) return gx;

@@ -21,7 +21,9 @@ Tensor unary(UnaryOp op, const Tensor& x) {
   };
   switch (op) {
 #define MINIDL_X(E, N) \
-  case UnaryOp::E: run(sop::E{}); break;
+  case UnaryOp::E:     \
+    run(sop::E{});     \
+    break;
     MINIDL_UNARY_OPS(MINIDL_X)
 #undef MINIDL_X
   }
