@@ -4,10 +4,11 @@
 //
 // NOTE [dq by atomics]
 // The backward runs one block per key tile; every block contributes to dq of every query row it
-// visits. Those contributions are added in float32 with atomicAdd into a zeroed (B, N, d)
-// buffer (FlashAttention-2's choice) instead of a second pass that recomputes P and dP per query
-// tile: the second pass would redo two of the five products (1.4× the FLOPs) to save the atomic
-// traffic, which for B·H = 8, N = 16384, d = 128 and 64-key tiles is ~4·10⁹ float atomics into L2.
+// visits. Those contributions are added in float32 with atomic reductions (red.global.add.v2/v4
+// on sm_90) into a zeroed (B, N, d) buffer, FlashAttention-2's choice, instead of a second pass
+// that recomputes P and dP per query tile: that pass would redo two of the five products (1.4×
+// the FLOPs) to save the atomic traffic, which for B·H = 8, N = 16384, d = 128 and 64-key tiles
+// is ~4·10⁹ float additions into L2 (docs/kernel-notes.md says how to measure which costs more).
 // The order of the additions varies from run to run, so dq is not bitwise reproducible (as in
 // PyTorch's fused kernels); 16-bit dq is the float32 buffer cast once at the end.
 #include "compiler/attention_kernels.h"
@@ -17,8 +18,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
-#include <tuple>
 #include <mutex>
+#include <tuple>
 
 #include "compiler/codegen/attention.h"
 #include "compiler/codegen/device/kernel_params.h"

@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -468,6 +469,33 @@ TEST_CASE("codegen: the source builder indents blocks and rejects unbalanced clo
   CHECK(b.str() == "// two\n// lines\nfor (int i = 0; i < 4; ++i) {\n  x += i;\n}\n{\n};\n");
   CHECK_THROWS_AS(b.close(), ValueError);
 }
+
+// ============================================================================ embedded headers
+
+TEST_CASE("codegen: the device headers are embedded as they are in the source tree") {
+  const fs::path root = fs::path(__FILE__).parent_path().parent_path();
+  std::vector<std::string> names;
+  for (const auto& h : embedded_headers()) {
+    names.push_back(h.name);
+    std::ifstream f(root / h.name, std::ios::binary);
+    CHECK_MESSAGE(std::string(std::istreambuf_iterator<char>(f), {}) == h.text, h.name << " differs from its file");
+  }
+  for (const char* want : {"core/scalar_ops.h", "core/philox.h", "compiler/codegen/device/device.cuh",
+                           "compiler/codegen/device/kernel_params.h"})
+    CHECK(std::find(names.begin(), names.end(), want) != names.end());
+}
+
+#if MINIDL_WITH_CUDA
+TEST_CASE("codegen: generated code can use every embedded header under NVRTC") {
+  const std::string src =
+      "#include \"compiler/codegen/device/device.cuh\"\n#include \"core/philox.h\"\n"
+      "#include \"compiler/codegen/device/kernel_params.h\"\n"
+      "extern \"C\" __global__ void draw(const minidl::FusedArgs a) {\n"
+      "  minidl::dev::store(static_cast<minidl::dev::bf16*>(a.out[0]) + threadIdx.x,\n"
+      "                     minidl::sop::Exp{}(minidl::philox::normal_at(1, 0, threadIdx.x)));\n}\n";
+  CHECK(jit::compile_cubin("minidl_test_headers", src, jit::compile_options("sm_90")).size() > 0);
+}
+#endif
 
 // ============================================================================ attention source
 

@@ -13,8 +13,8 @@
 // Columns past the head dim are zero-filled, so the products need no masks along d.
 //
 // NOTE [Online softmax in base 2]
-// The scores are kept as s·scale·log2(e) (q is pre-scaled on load in the forward), so every
-// exponential is one exp2f. The row max m and row sum l are updated per key tile:
+// The scores are kept as s·scale·log2(e) (the forward pre-scales q on load, or, with a single
+// TF32 product, the scores right after it), so every exponential is one exp2f. The row max m and row sum l are updated per key tile:
 // m' = max(m, max_j s_j), l' = l·2^(m−m') + Σ_j 2^(s_j−m'), O' = O·2^(m−m') + P·V; at the end
 // O/l and lse = (m + log2 l)·ln 2 are written. Each thread keeps a partial l over its own
 // columns; the partials are summed across the row's threads once, at the end.
@@ -31,6 +31,13 @@
 // product holds C[g][2t] and C[g][2t+1]. A sum over k may visit k in any order as long as A and
 // B agree, so P·V reads k = t as key 2t and k = t + 4 as key 2t + 1: the accumulator registers
 // become the A fragment as they are ({c0, c2, c1, c3}) and B reads rows 2t and 2t + 1.
+//
+// NOTE [Async K/V pipeline]
+// With float32 storage the Tf32 forward copies K and V tiles with cp.async (no registers, no
+// conversion needed): the next K tile streams in while this step's softmax and P·V run, the
+// next V tile while the next S runs. Ks and Vs have one buffer each, so a barrier separates the
+// last read of a tile from the copy over it, and a wait plus a barrier the copy from the first
+// read: four barriers per step instead of two. 16-bit inputs convert on load and keep plain loads.
 #include "compiler/codegen/attention.h"
 
 #include <algorithm>
@@ -98,7 +105,8 @@ void emit_header(SourceBuilder& b, const std::string& what, const AttentionSpec&
                         s.scale, s.causal ? ", causal mask" : "", s.head_dim, dtype_name(s.dtype)));
   b.comment(layout);
   b.comment(tiles);
-  b.comment(fmt::format("minidl codegen version {}", kCodegenVersion));
+  b.comment(fmt::format("minidl codegen version {}; the NOTEs cited below are in compiler/codegen/attention.cpp",
+                        kCodegenVersion));
   b.line("#include \"compiler/codegen/device/device.cuh\"");
   b.line("#include \"compiler/codegen/device/kernel_params.h\"");
   b.blank();
@@ -681,15 +689,13 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   b.line("#pragma unroll");
   b.line("for (int dt = 0; dt < DK / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;");
   b.line("const int n_end = {};", s.causal ? "min(p.n_k, m0 + BM)" : "p.n_k");
-  // NOTE [Async K/V pipeline]: with float32 storage the next K tile streams in (cp.async) while
-  // this step's softmax and P·V run, and the next V tile while the next S runs; Ks and Vs each
-  // have one buffer, so a barrier separates the last read of a tile from the copy over it.
+  // NOTE [Async K/V pipeline]
   const TileLoad k_tile{"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST, l.async};
   const TileLoad v_tile{"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST, l.async};
   TileLoad k_next = k_tile, v_next = v_tile;
   k_next.row0 = v_next.row0 = "(n0 + BN)";
   if (l.async) {
-    b.comment("NOTE [Async K/V pipeline]: the first K and V tiles start streaming in");
+    b.comment("the first K and V tiles start streaming in: NOTE [Async K/V pipeline]");
     b.open("");
     b.line("const int n0 = 0;");
     emit_tile_load(b, s, l.NT, k_tile);
