@@ -1,0 +1,147 @@
+// minidl-bench attention-kernels: times the generated fused attention kernels alone (forward,
+// backward) for each math, head dim and sequence length, with CUDA events, and prints achieved
+// TFLOP/s (forward 4·BH·N²·d, backward 2.5× that, halved when causal). The kernel lab of
+// docs/kernel-notes.md; the eager-versus-compiled table is `minidl-bench attention`. CUDA
+// builds only.
+#include "core/config.h"
+#if MINIDL_WITH_CUDA
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "bench/bench.h"
+#include "compiler/attention_kernels.h"
+#include "compiler/cuda_attention.h"
+#include "compiler/jit.h"
+#include "compiler/kernel_cache.h"
+#include "core/minidl.h"
+#include "runtime/cuda.h"
+
+namespace minidl::bench {
+
+namespace {
+
+std::vector<int64_t> int_list(const std::string& s) {
+  std::vector<int64_t> v;
+  size_t start = 0;
+  while (start < s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    v.push_back(std::stoll(s.substr(start, end - start)));
+    start = end + 1;
+  }
+  return v;
+}
+
+std::vector<std::string> str_list(const std::string& s) {
+  std::vector<std::string> v;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    v.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return v;
+}
+
+// Median milliseconds of `reps` runs of f, timed with events on the device's stream.
+template <class F>
+double median_ms(int reps, F f) {
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    cuda::Event start, end;
+    start.record();
+    f();
+    end.record();
+    t.push_back(end.elapsed_ms(start));
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+int run(const std::vector<std::string>& args) {
+  std::string dims = "16,32,64,128", lens = "1024,4096,16384", maths = "ffma,tf32", dtype = "float32";
+  int64_t bh = 8;
+  int reps = 10;
+  bool causal = false, compile_only = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto next = [&]() -> std::string {
+      MINIDL_CHECK(i + 1 < args.size(), ValueError, "[attention-kernels] {} needs a value", a);
+      return args[++i];
+    };
+    if (a == "--d") dims = next();
+    else if (a == "--n") lens = next();
+    else if (a == "--math") maths = next();
+    else if (a == "--dtype") dtype = next();
+    else if (a == "--bh") bh = std::stoll(next());
+    else if (a == "--reps") reps = std::stoi(next());
+    else if (a == "--causal") causal = true;
+    else if (a == "--compile-only") compile_only = true;
+    else {
+      std::printf("usage: minidl-bench attention-kernels [--d 16,32,64,128] [--n 1024,4096,16384] [--bh 8]\n"
+                  "         [--math ffma,tf32] [--dtype float32|float16|bfloat16] [--causal] [--reps 10]\n"
+                  "         [--compile-only]   (no GPU needed: fill MINIDL_CACHE_DIR for a later GPU run)\n");
+      return a == "--help" ? 0 : 2;
+    }
+  }
+  const DType dt = dtype_from_string(dtype);
+  if (compile_only) {
+    for (const std::string& math : str_list(maths)) {
+      ::setenv("MINIDL_ATTENTION_MATH", math.c_str(), 1);
+      for (int64_t d : int_list(dims))
+        for (const auto& k : cuda::fused_attention_kernels(d, dt, 1.0 / std::sqrt(static_cast<double>(d)), causal, true))
+          std::printf("%s: %zu bytes of cubin\n", k.name.c_str(), jit::compile_cached(k)->size());
+    }
+    ::unsetenv("MINIDL_ATTENTION_MATH");
+    std::fprintf(stderr, "%s\n", format_stats(KernelCache::global().stats()).c_str());
+    return 0;
+  }
+  if (!cuda::is_available()) {
+    std::fprintf(stderr, "attention-kernels: no GPU (%s)\n", cuda::unavailable_reason().c_str());
+    return 1;
+  }
+  std::printf("| math | dtype | d | seq_len | causal | fwd_ms | fwd_TFLOP/s | bwd_ms | bwd_TFLOP/s | first_call_ms |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (const std::string& math : str_list(maths)) {
+    ::setenv("MINIDL_ATTENTION_MATH", math.c_str(), 1);  // read by every launch
+    for (int64_t d : int_list(dims)) {
+      for (int64_t n : int_list(lens)) {
+        const Options o{.dtype = dt, .device = kCUDA};
+        const Tensor q = randn({bh, n, d}, o), k = randn({bh, n, d}, o), v = randn({bh, n, d}, o);
+        const Tensor dout = randn({bh, n, d}, o);
+        const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+        cuda::AttentionOutputs out;
+        const auto t0 = std::chrono::steady_clock::now();
+        out = cuda::fused_attention_forward(q, k, v, scale, causal);  // JIT compile (or cache load)
+        cuda::fused_attention_backward(q, k, v, out.o, out.lse, dout, scale, causal);
+        cuda::synchronize();
+        const double first = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        const double fwd = median_ms(reps, [&] { out = cuda::fused_attention_forward(q, k, v, scale, causal); });
+        const double bwd =
+            median_ms(reps, [&] { cuda::fused_attention_backward(q, k, v, out.o, out.lse, dout, scale, causal); });
+        const double flops = 4.0 * bh * n * n * d * (causal ? 0.5 : 1.0);
+        std::printf("| %s | %s | %lld | %lld | %s | %.3f | %.1f | %.3f | %.1f | %.0f |\n", math.c_str(), dtype_name(dt),
+                    static_cast<long long>(d), static_cast<long long>(n), causal ? "yes" : "no", fwd,
+                    flops / fwd / 1e9, bwd, 2.5 * flops / bwd / 1e9, first);
+        std::fflush(stdout);
+      }
+    }
+  }
+  ::unsetenv("MINIDL_ATTENTION_MATH");
+  std::fprintf(stderr, "%s\n", format_stats(KernelCache::global().stats()).c_str());
+  return 0;
+}
+
+}  // namespace
+
+MINIDL_BENCH_SUBCOMMAND("attention-kernels", "time the generated attention kernels alone (docs/kernel-notes.md)",
+                        run);
+
+}  // namespace minidl::bench
+#endif

@@ -1,0 +1,1093 @@
+// The FlashAttention-2 kernel generators. Two maths share the structure of each kernel:
+// Ffma (register-tiled CUDA-core FMAs) and Tf32 (mma.sync tensor-core tiles). Everything the
+// generated code indexes is a compile-time constant except the problem sizes and strides.
+//
+// NOTE [Attention tiles and shared memory]
+// Tiles live in shared memory as float, whatever the storage dtype (converted on load), with
+// rows padded so that the warp's access patterns hit distinct banks:
+//   Ffma: rows read as float4 along d by 8 (or 4) consecutive rows at once need a row stride
+//         whose float4 count is odd: stride = DW + 4 with DW a multiple of 32 (or 16).
+//         P/dS tiles written by 4 (8) rows × 8 (4) columns need stride ≡ TC (mod 32).
+//   Tf32: mma fragments read A[g][t] (8 rows × 4 columns) and, for the k-permuted products,
+//         B[2t][g] (4 even rows × 8 columns): a row stride ≡ 4 (mod 32) serves both.
+// Columns past the head dim are zero-filled, so the products need no masks along d.
+//
+// NOTE [Online softmax in base 2]
+// The scores are kept as s·scale·log2(e) (the forward pre-scales q on load, or, with a single
+// TF32 product, the scores right after it), so every exponential is one exp2f. The row max m and row sum l are updated per key tile:
+// m' = max(m, max_j s_j), l' = l·2^(m−m') + Σ_j 2^(s_j−m'), O' = O·2^(m−m') + P·V; at the end
+// O/l and lse = (m + log2 l)·ln 2 are written. Each thread keeps a partial l over its own
+// columns; the partials are summed across the row's threads once, at the end.
+//
+// NOTE [3xTF32]
+// A TF32 product rounds each operand to 10 mantissa bits (error ~1e-3 relative). Writing each
+// float as big + small (both TF32) and summing small·big + big·small + big·big with float32
+// accumulation recovers float32 accuracy (the dropped small·small term is ~2^-22 relative):
+// three tensor-core products per product, as PyTorch's float32 SDPA does. 16-bit inputs are
+// exact in TF32, so they take one product.
+//
+// NOTE [Permuted k in register-sourced products]
+// mma.m16n8k8 wants A[g][t] and A[g][t+4] in a thread, but the accumulator of the previous
+// product holds C[g][2t] and C[g][2t+1]. A sum over k may visit k in any order as long as A and
+// B agree, so P·V reads k = t as key 2t and k = t + 4 as key 2t + 1: the accumulator registers
+// become the A fragment as they are ({c0, c2, c1, c3}) and B reads rows 2t and 2t + 1.
+//
+// NOTE [Async K/V pipeline]
+// With float32 storage the Tf32 forward copies K and V tiles with cp.async (no registers, no
+// conversion needed): the next K tile streams in while this step's softmax and P·V run, the
+// next V tile while the next S runs. Ks and Vs have one buffer each, so a barrier separates the
+// last read of a tile from the copy over it, and a wait plus a barrier the copy from the first
+// read: four barriers per step instead of two. 16-bit inputs convert on load and keep plain loads.
+#include "compiler/codegen/attention.h"
+
+#include <algorithm>
+
+#include "compiler/codegen/source_builder.h"
+#include "core/error.h"
+
+namespace minidl::codegen {
+
+namespace {
+
+int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// Smallest stride >= width with stride ≡ residue (mod 32).
+int padded_stride(int width, int residue) {
+  int s = width;
+  while (s % 32 != residue % 32) ++s;
+  return s;
+}
+
+// The C type generated code stores q, k, v, o in.
+const char* storage_type(DType t) {
+  switch (t) {
+    case kFloat32: return "float";
+    case kFloat16: return "minidl::dev::f16";
+    case kBFloat16: return "minidl::dev::bf16";
+    default: return nullptr;
+  }
+}
+
+const char* dtype_tag(DType t) {
+  switch (t) {
+    case kFloat32: return "f32";
+    case kFloat16: return "f16";
+    case kBFloat16: return "bf16";
+    default: return "?";
+  }
+}
+
+void validate(const char* what, const AttentionSpec& s) {
+  MINIDL_CHECK(storage_type(s.dtype) != nullptr, DTypeError,
+               "[{}] fused attention supports float32, float16 and bfloat16, got {}", what,
+               dtype_name(s.dtype));
+  MINIDL_CHECK(s.head_dim >= 1 && s.head_dim <= max_head_dim(s.math), ShapeError,
+               "[{}] head dim {} is outside 1..{} for the {} kernels", what, s.head_dim,
+               max_head_dim(s.math), attention_math_name(s.math));
+  MINIDL_CHECK(s.scale > 0 && s.scale < 1e30, ValueError, "[{}] scale must be positive, got {}",
+               what, s.scale);
+}
+
+std::string kernel_name(const char* kind, const AttentionSpec& s, int bm, int bn) {
+  return fmt::format("minidl_attn_{}_{}_{}_d{}{}{}_m{}n{}{}", kind, attention_math_name(s.math),
+                     dtype_tag(s.dtype), s.head_dim, s.causal ? "_causal" : "",
+                     s.unit_d_stride ? "" : "_strided", bm, bn, s.async_copy ? "" : "_sync");
+}
+
+// The comment every kernel starts with: what it computes, from which graph nodes, and how.
+void emit_header(SourceBuilder& b, const std::string& what, const AttentionSpec& s,
+                 const std::string& layout, const std::string& tiles) {
+  std::string nodes;
+  for (const auto& n : s.nodes) nodes += (nodes.empty() ? "" : ", ") + n;
+  b.comment(fmt::format("minidl generated kernel: {} ({} math)", what, attention_math_name(s.math)));
+  b.comment("implements graph nodes: " + (nodes.empty() ? std::string("(none named)") : nodes));
+  b.comment(fmt::format("softmax(q kᵀ · {:.9g}{}) v, head dim {}, {} storage, float32 accumulation",
+                        s.scale, s.causal ? ", causal mask" : "", s.head_dim, dtype_name(s.dtype)));
+  b.comment(layout);
+  b.comment(tiles);
+  b.comment(fmt::format("minidl codegen version {}; the NOTEs cited below are in compiler/codegen/attention.cpp",
+                        kCodegenVersion));
+  b.line("#include \"compiler/codegen/device/device.cuh\"");
+  b.line("#include \"compiler/codegen/device/kernel_params.h\"");
+  b.blank();
+}
+
+// Emits the copy of rows [row0, row0 + rows) of a (B, N, d) input (base pointer `src`, strides
+// `sn`, `sd`) into the shared tile dst[rows][stride] as float times `mul`, zero-filling rows
+// >= n and columns >= head dim up to `width`. Every thread of the block takes part.
+struct TileLoad {
+  std::string dst, src, sn, sd, row0, n, mul;
+  int rows, width, stride;
+  bool async = false;  // float32 through cp.async (no mul): lands at a later cp_async_wait
+};
+// A thread keeps one column and walks rows (or, for rows wider than the block, one row at a
+// time in steps of the block): the address advances by a constant, and the unroll is capped
+// so the loads in flight do not crowd out the accumulators (NOTE in docs/kernel-notes.md).
+void emit_tile_load(SourceBuilder& b, const AttentionSpec& s, int threads, const TileLoad& t) {
+  const std::string col_off = s.unit_d_stride ? "c" : "c * " + t.sd;
+  const std::string scaled = t.mul.empty() ? "x" : "x * " + t.mul;
+  b.comment(fmt::format("{} {} rows {} + [0, {}) of {}{}, zero past row {} and column D", t.dst,
+                        t.async ? "<- (async)" : "=", t.row0, t.rows, t.src, t.mul.empty() ? "" : " · " + t.mul, t.n));
+  // The copy of element (r, c), whose row is in range when `row_in`.
+  auto copy = [&](const std::string& row_in) {
+    if (t.async) {
+      b.line("const bool ok = {} && c < D;", row_in);
+      b.line("cp_async_f32({} + r * {} + c, {} + (ok ? (long long)({} + r) * {} + {} : 0), ok);", t.dst, t.stride,
+             t.src, t.row0, t.sn, col_off);
+    } else {
+      b.line("float x = 0.f;");
+      b.line("if ({} && c < D) x = load({} + (long long)({} + r) * {} + {});", row_in, t.src, t.row0, t.sn, col_off);
+      b.line("{}[r * {} + c] = {};", t.dst, t.stride, scaled);
+    }
+  };
+  b.open("");
+  if (t.width <= threads) {
+    const int rpp = threads / t.width, passes = (t.rows + rpp - 1) / rpp;
+    b.line("const int c = tid % {}, r0 = tid / {};  // {} rows per pass", t.width, t.width, rpp);
+    if (threads % t.width != 0) b.open("if (r0 < {})", rpp);
+    b.line("#pragma unroll 8");
+    b.open("for (int pass = 0; pass < {}; ++pass)", passes);
+    b.line("const int r = r0 + {} * pass;", rpp);
+    if (t.rows % rpp != 0) b.line("if (r >= {}) break;", t.rows);
+    copy(fmt::format("{} + r < {}", t.row0, t.n));
+    b.close();
+    if (threads % t.width != 0) b.close();
+  } else {
+    b.open("for (int r = 0; r < {}; ++r)", t.rows);
+    b.line("const bool row_in = {} + r < {};", t.row0, t.n);
+    b.line("#pragma unroll");
+    b.open("for (int c = tid; c < {}; c += {})", t.width, threads);
+    copy("row_in");
+    b.close();
+    b.close();
+  }
+  b.close();
+}
+
+// Emits `x = max over the TC threads of a row` (they are lanes xor 1, 2, ... of one warp).
+void emit_row_allreduce(SourceBuilder& b, const std::string& var, const char* op, int width) {
+  for (int m = 1; m < width; m *= 2)
+    b.line("{} = {}({}, __shfl_xor_sync(0xffffffffu, {}, {}));", var, op, var, var, m);
+}
+void emit_row_allsum(SourceBuilder& b, const std::string& var, int width) {
+  for (int m = 1; m < width; m *= 2)
+    b.line("{} += __shfl_xor_sync(0xffffffffu, {}, {});", var, var, m);
+}
+
+// The causal / sequence-end mask condition for absolute indices `row` (query) and `col` (key).
+std::string masked(const AttentionSpec& s, const std::string& row, const std::string& col) {
+  std::string m = col + " >= p.n_k";
+  if (s.causal) m += " || " + col + " > " + row;
+  return m;
+}
+
+// ============================================================================ FFMA layout
+
+// Register tiling of the Ffma kernels: TR × TC threads; a thread owns rows ty + TR·i and
+// columns tx + TC·j of a score tile, and float4 chunks tx + TC·jj of the head dim.
+struct FfmaLayout {
+  int D, DP, DW, QS, BM, BN, NT, TC, TR, PS, JC;
+};
+
+FfmaLayout ffma_layout(const AttentionSpec& s, bool backward) {
+  FfmaLayout l{};
+  l.D = s.head_dim;
+  l.TC = s.head_dim <= 16 ? 4 : 8;
+  l.NT = backward ? 256 : 128;
+  l.TR = l.NT / l.TC;
+  if (!backward) {
+    l.BM = s.head_dim <= 128 ? 64 : 32;
+    l.BN = s.head_dim <= 64 ? 64 : 32;
+  } else {
+    l.BM = s.head_dim <= 64 ? 64 : 32;
+    l.BN = s.head_dim <= 128 ? 64 : 32;
+  }
+  l.BM = std::max(s.block_m ? s.block_m : l.BM, l.TR);  // every thread row owns a query row
+  l.BN = s.block_n ? s.block_n : l.BN;
+  const int key_multiple = backward ? l.TR : l.TC;  // TR and TC are multiples of 4
+  MINIDL_CHECK(l.BM % l.TR == 0 && l.BN > 0 && l.BN % key_multiple == 0, ValueError,
+               "[attention codegen] ffma {} tiles {}x{}: query rows must be a multiple of {}, keys of {}",
+               backward ? "backward" : "forward", l.BM, l.BN, l.TR, key_multiple);
+  l.DP = round_up(l.D, 4);
+  l.DW = round_up(l.D, 4 * l.TC);
+  l.QS = l.DW + 4;  // DW/4 is even, so QS/4 is odd: NOTE [Attention tiles and shared memory]
+  l.PS = padded_stride(l.BN, l.TC);
+  l.JC = l.DW / (4 * l.TC);
+  return l;
+}
+
+void emit_ffma_constants(SourceBuilder& b, const FfmaLayout& l) {
+  b.line("constexpr int D = {}, DP = {}, DW = {};  // head dim, padded to 4, working width", l.D,
+         l.DP, l.DW);
+  b.line("constexpr int BM = {}, BN = {}, NT = {}, TC = {}, TR = {};", l.BM, l.BN, l.NT, l.TC, l.TR);
+  b.line("constexpr int QS = {}, PS = {}, JC = {};  // row strides of d-wide and score tiles; d chunks per thread",
+         l.QS, l.PS, l.JC);
+}
+
+// ============================================================================ Ffma forward
+
+GeneratedKernel ffma_forward(const AttentionSpec& s) {
+  const FfmaLayout l = ffma_layout(s, false);
+  const int RM = l.BM / l.TR, RN = l.BN / l.TC;
+  GeneratedKernel k;
+  k.name = kernel_name("fwd", s, l.BM, l.BN);
+  k.threads = l.NT;
+  k.tile = l.BM;
+  k.smem_bytes = sizeof(float) * static_cast<size_t>(l.BM * l.QS + l.BN * l.QS + l.BN * l.DW + l.BM * l.PS);
+
+  SourceBuilder b;
+  emit_header(b, "FlashAttention-2 forward", s,
+              "q, k, v: (B, N, d) with runtime strides; o: (B, n_q, d) contiguous; lse: (B, n_q) float32",
+              fmt::format("one block per {} query rows (resident in shared memory), {} keys per step, "
+                          "{} threads, {} bytes of shared memory",
+                          l.BM, l.BN, l.NT, k.smem_bytes));
+  b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionFwdParams p)", l.NT, k.name);
+  b.line("using namespace minidl::dev;");
+  b.line("typedef {} T;", storage_type(s.dtype));
+  emit_ffma_constants(b, l);
+  b.line("constexpr int RM = {}, RN = {};  // score rows and columns per thread", RM, RN);
+  b.line("constexpr float kScaleLog2e = {};  // scale · log2(e): NOTE [Online softmax in base 2]",
+         float_literal(s.scale * 1.4426950408889634));
+  b.line("MINIDL_DYNAMIC_SMEM(smem);");
+  b.line("float* Qs = reinterpret_cast<float*>(smem);  // [BM][QS] q tile · kScaleLog2e");
+  b.line("float* Ks = Qs + BM * QS;                     // [BN][QS]");
+  b.line("float* Vs = Ks + BN * QS;                     // [BN][DW]");
+  b.line("float* Ps = Vs + BN * DW;                     // [BM][PS] probabilities of the step");
+  b.line("const int tid = threadIdx.x, tx = tid % TC, ty = tid / TC;");
+  b.line("const int m_tiles = (p.n_q + BM - 1) / BM;");
+  b.line("const int b = blockIdx.x / m_tiles;");
+  b.line("const int m0 = (m_tiles - 1 - blockIdx.x % m_tiles) * BM;  // longest (causal) rows first");
+  b.line("const T* q = static_cast<const T*>(p.q) + b * p.q_sb;");
+  b.line("const T* k = static_cast<const T*>(p.k) + b * p.k_sb;");
+  b.line("const T* v = static_cast<const T*>(p.v) + b * p.v_sb;");
+  b.blank();
+  emit_tile_load(b, s, l.NT, {"Qs", "q", "p.q_sn", "p.q_sd", "m0", "p.n_q", "kScaleLog2e", l.BM, l.DW, l.QS});
+  b.blank();
+  b.line("float o[RM][4 * JC], row_max[RM], row_sum[RM];");
+  b.line("#pragma unroll");
+  b.open("for (int i = 0; i < RM; ++i)");
+  b.line("row_max[i] = -MINIDL_INF;");
+  b.line("row_sum[i] = 0.f;");
+  b.line("#pragma unroll");
+  b.line("for (int c = 0; c < 4 * JC; ++c) o[i][c] = 0.f;");
+  b.close();
+  b.line("const int n_end = {};", s.causal ? "min(p.n_k, m0 + BM)" : "p.n_k");
+  b.open("for (int n0 = 0; n0 < n_end; n0 += BN)");
+  b.line("__syncthreads();  // q stored; the previous step's readers of Ks, Vs, Ps are done");
+  emit_tile_load(b, s, l.NT, {"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DW, l.QS});
+  emit_tile_load(b, s, l.NT, {"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DW, l.DW});
+  b.line("__syncthreads();");
+  b.blank();
+  b.comment("s = q kᵀ for rows ty + TR·i, keys tx + TC·j");
+  b.line("float s[RM][RN];");
+  b.line("#pragma unroll");
+  b.line("for (int i = 0; i < RM; ++i)");
+  b.line("  for (int j = 0; j < RN; ++j) s[i][j] = 0.f;");
+  b.line("{}", l.DP / 4 <= 32 ? "#pragma unroll" : "#pragma unroll 8");
+  b.open("for (int k4 = 0; k4 < DP / 4; ++k4)");
+  b.line("float4 qa[RM], kb[RN];");
+  b.line("#pragma unroll");
+  b.line("for (int i = 0; i < RM; ++i) qa[i] = *reinterpret_cast<const float4*>(Qs + (ty + TR * i) * QS + 4 * k4);");
+  b.line("#pragma unroll");
+  b.line("for (int j = 0; j < RN; ++j) kb[j] = *reinterpret_cast<const float4*>(Ks + (tx + TC * j) * QS + 4 * k4);");
+  b.line("#pragma unroll");
+  b.open("for (int i = 0; i < RM; ++i)");
+  b.line("#pragma unroll");
+  b.open("for (int j = 0; j < RN; ++j)");
+  b.line("s[i][j] = fmaf(qa[i].x, kb[j].x, s[i][j]);");
+  b.line("s[i][j] = fmaf(qa[i].y, kb[j].y, s[i][j]);");
+  b.line("s[i][j] = fmaf(qa[i].z, kb[j].z, s[i][j]);");
+  b.line("s[i][j] = fmaf(qa[i].w, kb[j].w, s[i][j]);");
+  b.close();
+  b.close();
+  b.close();
+  b.blank();
+  b.comment("mask, then the online softmax update: NOTE [Online softmax in base 2]");
+  b.line("#pragma unroll");
+  b.open("for (int i = 0; i < RM; ++i)");
+  b.line("const int row = m0 + ty + TR * i;");
+  b.line("float mx = row_max[i];");
+  b.line("#pragma unroll");
+  b.open("for (int j = 0; j < RN; ++j)");
+  b.line("const int col = n0 + tx + TC * j;");
+  b.line("if ({}) s[i][j] = -MINIDL_INF;", masked(s, "row", "col"));
+  b.line("mx = fmaxf(mx, s[i][j]);");
+  b.close();
+  emit_row_allreduce(b, "mx", "fmaxf", l.TC);
+  b.line("const float base = mx == -MINIDL_INF ? 0.f : mx;  // a fully masked row stays 0, not NaN");
+  b.line("const float alpha = exp2f(row_max[i] - base);");
+  b.line("row_max[i] = mx;");
+  b.line("row_sum[i] *= alpha;");
+  b.line("#pragma unroll");
+  b.line("for (int c = 0; c < 4 * JC; ++c) o[i][c] *= alpha;");
+  b.line("#pragma unroll");
+  b.open("for (int j = 0; j < RN; ++j)");
+  b.line("const float pij = exp2f(s[i][j] - base);");
+  b.line("row_sum[i] += pij;");
+  b.line("Ps[(ty + TR * i) * PS + tx + TC * j] = pij;");
+  b.close();
+  b.close();
+  b.line("__syncwarp();  // a row's probabilities are written and read by one warp");
+  b.blank();
+  b.comment("o += p v: rows ty + TR·i, head-dim chunks tx + TC·jj");
+  b.line("#pragma unroll 2");
+  b.open("for (int n4 = 0; n4 < BN / 4; ++n4)");
+  b.line("float4 pa[RM];");
+  b.line("#pragma unroll");
+  b.line("for (int i = 0; i < RM; ++i) pa[i] = *reinterpret_cast<const float4*>(Ps + (ty + TR * i) * PS + 4 * n4);");
+  b.line("#pragma unroll");
+  b.open("for (int u = 0; u < 4; ++u)");
+  b.line("float4 vb[JC];");
+  b.line("#pragma unroll");
+  b.line("for (int jj = 0; jj < JC; ++jj) vb[jj] = *reinterpret_cast<const float4*>(Vs + (4 * n4 + u) * DW + 4 * (tx + TC * jj));");
+  b.line("#pragma unroll");
+  b.open("for (int i = 0; i < RM; ++i)");
+  b.line("const float pu = comp(pa[i], u);");
+  b.line("#pragma unroll");
+  b.open("for (int jj = 0; jj < JC; ++jj)");
+  b.line("o[i][4 * jj + 0] = fmaf(pu, vb[jj].x, o[i][4 * jj + 0]);");
+  b.line("o[i][4 * jj + 1] = fmaf(pu, vb[jj].y, o[i][4 * jj + 1]);");
+  b.line("o[i][4 * jj + 2] = fmaf(pu, vb[jj].z, o[i][4 * jj + 2]);");
+  b.line("o[i][4 * jj + 3] = fmaf(pu, vb[jj].w, o[i][4 * jj + 3]);");
+  b.close();
+  b.close();
+  b.close();
+  b.close();
+  b.close();  // n0 loop
+  b.blank();
+  b.comment("o / l and lse = (m + log2 l) · ln 2");
+  b.line("#pragma unroll");
+  b.open("for (int i = 0; i < RM; ++i)");
+  b.line("float l = row_sum[i];");
+  emit_row_allsum(b, "l", l.TC);
+  b.line("const int row = m0 + ty + TR * i;");
+  b.open("if (row < p.n_q)");
+  b.line("const float inv = 1.f / l;");
+  b.line("T* orow = static_cast<T*>(p.o) + ((long long)b * p.n_q + row) * D;");
+  b.line("#pragma unroll");
+  b.open("for (int jj = 0; jj < JC; ++jj)");
+  b.line("#pragma unroll");
+  b.open("for (int e = 0; e < 4; ++e)");
+  b.line("const int c = 4 * (tx + TC * jj) + e;");
+  b.line("if (c < D) store(orow + c, o[i][4 * jj + e] * inv);");
+  b.close();
+  b.close();
+  b.line("if (tx == 0) p.lse[(long long)b * p.n_q + row] = (row_max[i] + log2f(l)) * MINIDL_LN2;");
+  b.close();
+  b.close();
+  b.close();  // kernel
+  k.source = b.str();
+  return k;
+}
+
+// ============================================================================ Ffma backward
+
+GeneratedKernel ffma_backward(const AttentionSpec& s) {
+  const FfmaLayout l = ffma_layout(s, true);
+  const int RMA = l.BM / l.TR, RNA = l.BN / l.TC, RNB = l.BN / l.TR;
+  GeneratedKernel k;
+  k.name = kernel_name("bwd", s, l.BM, l.BN);
+  k.threads = l.NT;
+  k.tile = l.BN;
+  k.smem_bytes = sizeof(float) * static_cast<size_t>(2 * l.BN * l.QS + 2 * l.BM * l.QS + 2 * l.BM * l.PS + 2 * l.BM);
+
+  SourceBuilder b;
+  emit_header(b, "FlashAttention-2 backward", s,
+              "q, k, v, dout: (B, N, d) with runtime strides; lse, delta: (B, n_q) float32; "
+              "dk, dv: (B, n_k, d) contiguous; dq_acc: (B, n_q, d) float32, accumulated",
+              fmt::format("one block per {} keys (k, v, dk, dv resident), {} query rows per step, "
+                          "{} threads, {} bytes of shared memory",
+                          l.BN, l.BM, l.NT, k.smem_bytes));
+  b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionBwdParams p)", l.NT, k.name);
+  b.line("using namespace minidl::dev;");
+  b.line("typedef {} T;", storage_type(s.dtype));
+  emit_ffma_constants(b, l);
+  b.line("constexpr int RMA = {}, RNA = {}, RNB = {};  // query rows, key columns, key rows per thread",
+         RMA, RNA, RNB);
+  b.line("constexpr float kScale = {}, kScaleLog2e = {};", float_literal(s.scale),
+         float_literal(s.scale * 1.4426950408889634));
+  b.line("MINIDL_DYNAMIC_SMEM(smem);");
+  b.line("float* Ks = reinterpret_cast<float*>(smem);  // [BN][QS]");
+  b.line("float* Vs = Ks + BN * QS;                     // [BN][QS]");
+  b.line("float* Qs = Vs + BN * QS;                     // [BM][QS]");
+  b.line("float* dOs = Qs + BM * QS;                    // [BM][QS]");
+  b.line("float* Ps = dOs + BM * QS;                    // [BM][PS] p of the step");
+  b.line("float* dSs = Ps + BM * PS;                    // [BM][PS] ds = p (dp - delta)");
+  b.line("float* Ls = dSs + BM * PS;                    // [BM] lse · log2(e)");
+  b.line("float* Ds = Ls + BM;                          // [BM] delta");
+  b.line("const int tid = threadIdx.x, tx = tid % TC, ty = tid / TC;");
+  b.line("const int n_tiles = (p.n_k + BN - 1) / BN;");
+  b.line("const int b = blockIdx.x / n_tiles;");
+  b.line("const int n0 = (blockIdx.x % n_tiles) * BN;  // first key tiles see the most (causal) rows");
+  b.line("const T* q = static_cast<const T*>(p.q) + b * p.q_sb;");
+  b.line("const T* k = static_cast<const T*>(p.k) + b * p.k_sb;");
+  b.line("const T* v = static_cast<const T*>(p.v) + b * p.v_sb;");
+  b.line("const T* dout = static_cast<const T*>(p.dout) + b * p.do_sb;");
+  b.blank();
+  emit_tile_load(b, s, l.NT, {"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DW, l.QS});
+  emit_tile_load(b, s, l.NT, {"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DW, l.QS});
+  b.line("float dk[RNB][4 * JC], dv[RNB][4 * JC];");
+  b.line("#pragma unroll");
+  b.line("for (int i = 0; i < RNB; ++i)");
+  b.line("  for (int c = 0; c < 4 * JC; ++c) dk[i][c] = dv[i][c] = 0.f;");
+  if (s.causal) b.comment("rows before n0 see none of these keys");
+  b.line("const int m_begin = {};", s.causal ? "n0 / BM * BM" : "0");
+  b.open("for (int m0 = m_begin; m0 < p.n_q; m0 += BM)");
+  b.line("__syncthreads();  // k, v stored; the previous step's readers are done");
+  emit_tile_load(b, s, l.NT, {"Qs", "q", "p.q_sn", "p.q_sd", "m0", "p.n_q", "", l.BM, l.DW, l.QS});
+  emit_tile_load(b, s, l.NT, {"dOs", "dout", "p.do_sn", "p.do_sd", "m0", "p.n_q", "", l.BM, l.DW, l.QS});
+  b.open("for (int r = tid; r < BM; r += NT)");
+  b.line("const bool in = m0 + r < p.n_q;");
+  b.line("Ls[r] = in ? p.lse[(long long)b * p.n_q + m0 + r] * MINIDL_LOG2E : 0.f;");
+  b.line("Ds[r] = in ? p.delta[(long long)b * p.n_q + m0 + r] : 0.f;");
+  b.close();
+  b.line("__syncthreads();");
+  b.blank();
+  b.comment("p = exp2(q kᵀ · scale·log2(e) − lse·log2(e)), ds = p (dout vᵀ − delta): rows ty + TR·i, keys tx + TC·j");
+  for (const char* pass : {"s", "dp"}) {
+    const bool is_s = pass[0] == 's';
+    b.line("float {}[RMA][RNA];", pass);
+    b.line("#pragma unroll");
+    b.line("for (int i = 0; i < RMA; ++i)");
+    b.line("  for (int j = 0; j < RNA; ++j) {}[i][j] = 0.f;", pass);
+    b.line("{}", l.DP / 4 <= 32 ? "#pragma unroll" : "#pragma unroll 8");
+    b.open("for (int k4 = 0; k4 < DP / 4; ++k4)");
+    b.line("float4 ra[RMA], cb[RNA];");
+    b.line("#pragma unroll");
+    b.line("for (int i = 0; i < RMA; ++i) ra[i] = *reinterpret_cast<const float4*>({} + (ty + TR * i) * QS + 4 * k4);",
+           is_s ? "Qs" : "dOs");
+    b.line("#pragma unroll");
+    b.line("for (int j = 0; j < RNA; ++j) cb[j] = *reinterpret_cast<const float4*>({} + (tx + TC * j) * QS + 4 * k4);",
+           is_s ? "Ks" : "Vs");
+    b.line("#pragma unroll");
+    b.open("for (int i = 0; i < RMA; ++i)");
+    b.line("#pragma unroll");
+    b.open("for (int j = 0; j < RNA; ++j)");
+    for (const char* c : {"x", "y", "z", "w"})
+      b.line("{0}[i][j] = fmaf(ra[i].{1}, cb[j].{1}, {0}[i][j]);", pass, c);
+    b.close();
+    b.close();
+    b.close();
+  }
+  b.line("#pragma unroll");
+  b.open("for (int i = 0; i < RMA; ++i)");
+  b.line("const int rl = ty + TR * i, row = m0 + rl;");
+  b.line("#pragma unroll");
+  b.open("for (int j = 0; j < RNA; ++j)");
+  b.line("const int cl = tx + TC * j, col = n0 + cl;");
+  b.line("const bool dead = row >= p.n_q || {};", masked(s, "row", "col"));
+  b.line("const float pij = dead ? 0.f : exp2f(s[i][j] * kScaleLog2e - Ls[rl]);");
+  b.line("Ps[rl * PS + cl] = pij;");
+  b.line("dSs[rl * PS + cl] = pij * (dp[i][j] - Ds[rl]);");
+  b.close();
+  b.close();
+  b.line("__syncthreads();");
+  b.blank();
+  b.comment("dv += pᵀ dout, dk += dsᵀ q: key rows ty + TR·i, head-dim chunks tx + TC·jj");
+  b.line("#pragma unroll 2");
+  b.open("for (int m = 0; m < BM; ++m)");
+  b.line("float pm[RNB], dsm[RNB];");
+  b.line("#pragma unroll");
+  b.open("for (int i = 0; i < RNB; ++i)");
+  b.line("pm[i] = Ps[m * PS + ty + TR * i];");
+  b.line("dsm[i] = dSs[m * PS + ty + TR * i];");
+  b.close();
+  b.line("#pragma unroll");
+  b.open("for (int jj = 0; jj < JC; ++jj)");
+  b.line("const float4 dob = *reinterpret_cast<const float4*>(dOs + m * QS + 4 * (tx + TC * jj));");
+  b.line("const float4 qb = *reinterpret_cast<const float4*>(Qs + m * QS + 4 * (tx + TC * jj));");
+  b.line("#pragma unroll");
+  b.open("for (int i = 0; i < RNB; ++i)");
+  b.line("#pragma unroll");
+  b.open("for (int e = 0; e < 4; ++e)");
+  b.line("dv[i][4 * jj + e] = fmaf(pm[i], comp(dob, e), dv[i][4 * jj + e]);");
+  b.line("dk[i][4 * jj + e] = fmaf(dsm[i], comp(qb, e), dk[i][4 * jj + e]);");
+  b.close();
+  b.close();
+  b.close();
+  b.close();
+  b.blank();
+  b.comment("dq += ds k · scale (rows ty + TR·i), added into dq_acc with atomics");
+  b.line("float dq[RMA][4 * JC];");
+  b.line("#pragma unroll");
+  b.line("for (int i = 0; i < RMA; ++i)");
+  b.line("  for (int c = 0; c < 4 * JC; ++c) dq[i][c] = 0.f;");
+  b.line("#pragma unroll 2");
+  b.open("for (int n4 = 0; n4 < BN / 4; ++n4)");
+  b.line("float4 dsa[RMA];");
+  b.line("#pragma unroll");
+  b.line("for (int i = 0; i < RMA; ++i) dsa[i] = *reinterpret_cast<const float4*>(dSs + (ty + TR * i) * PS + 4 * n4);");
+  b.line("#pragma unroll");
+  b.open("for (int u = 0; u < 4; ++u)");
+  b.line("#pragma unroll");
+  b.open("for (int jj = 0; jj < JC; ++jj)");
+  b.line("const float4 kb = *reinterpret_cast<const float4*>(Ks + (4 * n4 + u) * QS + 4 * (tx + TC * jj));");
+  b.line("#pragma unroll");
+  b.open("for (int i = 0; i < RMA; ++i)");
+  b.line("const float du = comp(dsa[i], u);");
+  b.line("#pragma unroll");
+  b.line("for (int e = 0; e < 4; ++e) dq[i][4 * jj + e] = fmaf(du, comp(kb, e), dq[i][4 * jj + e]);");
+  b.close();
+  b.close();
+  b.close();
+  b.close();
+  b.line("#pragma unroll");
+  b.open("for (int i = 0; i < RMA; ++i)");
+  b.line("const int row = m0 + ty + TR * i;");
+  b.line("if (row >= p.n_q) continue;");
+  b.line("float* dqrow = p.dq_acc + ((long long)b * p.n_q + row) * D;");
+  b.line("#pragma unroll");
+  b.open("for (int jj = 0; jj < JC; ++jj)");
+  if (l.D % 4 == 0) {  // one vector reduction per chunk: NOTE [dq by atomics] in compiler/cuda_attention.cpp
+    b.line("const int c = 4 * (tx + TC * jj);");
+    b.line("if (c < D) atomic_add4(dqrow + c, make_float4(dq[i][4 * jj] * kScale, dq[i][4 * jj + 1] * kScale,");
+    b.line("                                              dq[i][4 * jj + 2] * kScale, dq[i][4 * jj + 3] * kScale));");
+  } else {
+    b.line("#pragma unroll");
+    b.open("for (int e = 0; e < 4; ++e)");
+    b.line("const int c = 4 * (tx + TC * jj) + e;");
+    b.line("if (c < D) atomicAdd(dqrow + c, dq[i][4 * jj + e] * kScale);");
+    b.close();
+  }
+  b.close();
+  b.close();
+  b.close();  // m0 loop
+  b.blank();
+  b.comment("dk · scale and dv for this block's keys");
+  b.line("#pragma unroll");
+  b.open("for (int i = 0; i < RNB; ++i)");
+  b.line("const int key = n0 + ty + TR * i;");
+  b.line("if (key >= p.n_k) continue;");
+  b.line("T* dkrow = static_cast<T*>(p.dk) + ((long long)b * p.n_k + key) * D;");
+  b.line("T* dvrow = static_cast<T*>(p.dv) + ((long long)b * p.n_k + key) * D;");
+  b.line("#pragma unroll");
+  b.open("for (int jj = 0; jj < JC; ++jj)");
+  b.line("#pragma unroll");
+  b.open("for (int e = 0; e < 4; ++e)");
+  b.line("const int c = 4 * (tx + TC * jj) + e;");
+  b.open("if (c < D)");
+  b.line("store(dkrow + c, dk[i][4 * jj + e] * kScale);");
+  b.line("store(dvrow + c, dv[i][4 * jj + e]);");
+  b.close();
+  b.close();
+  b.close();
+  b.close();
+  b.close();  // kernel
+  k.source = b.str();
+  return k;
+}
+
+// ============================================================================ Tf32 helpers
+
+// The TF32 layout: a warp owns 16 rows of the resident tile (query rows forward, keys backward);
+// mma m16n8k8 fragments (g = lane / 4, t = lane % 4). DK: head dim padded to 8; ST: row stride
+// ≡ 4 (mod 32).
+struct Tf32Layout {
+  int D, DK, ST, BM, BN, NT, warps;
+  bool split;  // 3xTF32 (float32 storage) or one TF32 product (16-bit storage)
+  bool async;  // float32 storage: tiles copied with cp.async (forward: NOTE [Async K/V pipeline])
+};
+
+Tf32Layout tf32_layout(const AttentionSpec& s, bool backward) {
+  Tf32Layout l{};
+  l.D = s.head_dim;
+  l.DK = round_up(l.D, 8);
+  l.ST = padded_stride(l.DK, 4);
+  l.split = s.dtype == kFloat32;
+  l.async = s.async_copy && s.dtype == kFloat32 && !backward;
+  if (!backward) {
+    l.BM = s.block_m ? s.block_m : 64;
+    l.BN = s.block_n ? s.block_n : l.D <= 128 ? 64 : 32;
+    l.warps = l.BM / 16;
+  } else {
+    l.BN = s.block_n ? s.block_n : 64;
+    l.BM = s.block_m ? s.block_m : l.D <= 64 ? 64 : 32;
+    l.warps = l.BN / 16;
+  }
+  l.NT = 32 * l.warps;
+  const int resident = backward ? l.BN : l.BM, step = backward ? l.BM : l.BN;
+  MINIDL_CHECK(resident % 16 == 0 && l.warps >= 1 && l.warps <= 8 && step % 8 == 0 && step > 0 &&
+                   (!backward || (l.BM % 16 == 0 && l.warps % (l.BM / 16) == 0)),
+               ValueError,
+               "[attention codegen] tf32 {} tiles {}x{}: the resident tile needs 16..128 rows in 16s, the "
+               "streamed one a multiple of 8{}",
+               backward ? "backward" : "forward", l.BM, l.BN,
+               backward ? " (and of 16, dividing the warps' rows)" : "");
+  return l;
+}
+
+// Fragment registers: name_hi[n] (and name_lo[n] with the split).
+void frag_decl(SourceBuilder& b, const Tf32Layout& l, const std::string& name, int n) {
+  if (l.split)
+    b.line("unsigned {0}_hi[{1}], {0}_lo[{1}];", name, n);
+  else
+    b.line("unsigned {}_hi[{}];", name, n);
+}
+void frag_set(SourceBuilder& b, const Tf32Layout& l, const std::string& name, int i, const std::string& value) {
+  if (l.split)
+    b.line("split_tf32({}, {}_hi[{}], {}_lo[{}]);", value, name, i, name, i);
+  else
+    b.line("{}_hi[{}] = to_tf32({});", name, i, value);
+}
+// acc += a · b: NOTE [3xTF32] (small terms first).
+void emit_mma(SourceBuilder& b, const Tf32Layout& l, const std::string& acc, const std::string& a,
+              const std::string& bf) {
+  if (l.split) {
+    b.line("mma_tf32({}, {}_lo, {}_hi);", acc, a, bf);
+    b.line("mma_tf32({}, {}_hi, {}_lo);", acc, a, bf);
+  }
+  b.line("mma_tf32({}, {}_hi, {}_hi);", acc, a, bf);
+}
+
+void emit_tf32_constants(SourceBuilder& b, const Tf32Layout& l) {
+  b.line("constexpr int D = {}, DK = {}, ST = {};  // head dim, padded to 8, tile row stride", l.D, l.DK, l.ST);
+  b.line("constexpr int BM = {}, BN = {}, NT = {};", l.BM, l.BN, l.NT);
+}
+
+// ============================================================================ Tf32 forward
+
+GeneratedKernel tf32_forward(const AttentionSpec& s) {
+  const Tf32Layout l = tf32_layout(s, false);
+  GeneratedKernel k;
+  k.name = kernel_name("fwd", s, l.BM, l.BN);
+  k.threads = l.NT;
+  k.tile = l.BM;
+  k.smem_bytes = sizeof(float) * static_cast<size_t>((l.BM + 2 * l.BN) * l.ST);
+
+  SourceBuilder b;
+  emit_header(b, "FlashAttention-2 forward", s,
+              "q, k, v: (B, N, d) with runtime strides; o: (B, n_q, d) contiguous; lse: (B, n_q) float32",
+              fmt::format("one block per {} query rows (16 per warp), {} keys per step, {} threads, "
+                          "{} bytes of shared memory; {}",
+                          l.BM, l.BN, l.NT, k.smem_bytes,
+                          l.split ? "3xTF32 products (NOTE [3xTF32])" : "one TF32 product per product"));
+  b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionFwdParams p)", l.NT, k.name);
+  b.line("using namespace minidl::dev;");
+  b.line("typedef {} T;", storage_type(s.dtype));
+  emit_tf32_constants(b, l);
+  b.line("constexpr float kScaleLog2e = {};  // NOTE [Online softmax in base 2]",
+         float_literal(s.scale * 1.4426950408889634));
+  b.line("MINIDL_DYNAMIC_SMEM(smem);");
+  b.line("float* Qs = reinterpret_cast<float*>(smem);  // [BM][ST] q tile{}", l.split ? " · kScaleLog2e" : "");
+  b.line("float* Ks = Qs + BM * ST;                     // [BN][ST]");
+  b.line("float* Vs = Ks + BN * ST;                     // [BN][ST]");
+  b.line("const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;");
+  b.line("const int m_tiles = (p.n_q + BM - 1) / BM;");
+  b.line("const int b = blockIdx.x / m_tiles;");
+  b.line("const int m0 = (m_tiles - 1 - blockIdx.x % m_tiles) * BM;  // longest (causal) rows first");
+  b.line("const T* q = static_cast<const T*>(p.q) + b * p.q_sb;");
+  b.line("const T* k = static_cast<const T*>(p.k) + b * p.k_sb;");
+  b.line("const T* v = static_cast<const T*>(p.v) + b * p.v_sb;");
+  b.blank();
+  // With the split, q · scale·log2(e) is represented to float32 accuracy; a single TF32 product
+  // would round the scaled q (16-bit q itself is exact), so there the scores are scaled instead.
+  emit_tile_load(b, s, l.NT, {"Qs", "q", "p.q_sn", "p.q_sd", "m0", "p.n_q", l.split ? "kScaleLog2e" : "", l.BM, l.DK, l.ST});
+  b.line("const float* Qw = Qs + warp * 16 * ST;  // this warp's 16 rows");
+  b.blank();
+  b.comment("o: rows g and g + 8 of the warp, columns 8·dt + 2t + {0, 1}; stats for rows g, g + 8");
+  b.line("float o[DK / 8][4], row_max[2] = {{-MINIDL_INF, -MINIDL_INF}}, row_sum[2] = {{0.f, 0.f}};");
+  b.line("#pragma unroll");
+  b.line("for (int dt = 0; dt < DK / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;");
+  b.line("const int n_end = {};", s.causal ? "min(p.n_k, m0 + BM)" : "p.n_k");
+  // NOTE [Async K/V pipeline]
+  const TileLoad k_tile{"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST, l.async};
+  const TileLoad v_tile{"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST, l.async};
+  TileLoad k_next = k_tile, v_next = v_tile;
+  k_next.row0 = v_next.row0 = "(n0 + BN)";
+  if (l.async) {
+    b.comment("the first K and V tiles start streaming in: NOTE [Async K/V pipeline]");
+    b.open("");
+    b.line("const int n0 = 0;");
+    emit_tile_load(b, s, l.NT, k_tile);
+    b.line("cp_async_commit();");
+    emit_tile_load(b, s, l.NT, v_tile);
+    b.line("cp_async_commit();");
+    b.close();
+    b.open("for (int n0 = 0; n0 < n_end; n0 += BN)");
+    b.line("cp_async_wait<1>();  // this thread's copies of the K tile have landed (V may be in flight)");
+    b.line("__syncthreads();     // everyone's have; q is stored");
+  } else {
+    b.open("for (int n0 = 0; n0 < n_end; n0 += BN)");
+    b.line("__syncthreads();  // q stored; the previous step's readers of Ks, Vs are done");
+    emit_tile_load(b, s, l.NT, k_tile);
+    emit_tile_load(b, s, l.NT, v_tile);
+    b.line("__syncthreads();");
+  }
+  b.blank();
+  b.comment("s = q kᵀ: 16 rows × BN keys per warp");
+  b.line("float s[BN / 8][4];");
+  b.line("#pragma unroll");
+  b.line("for (int nt = 0; nt < BN / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;");
+  b.line("#pragma unroll");
+  b.open("for (int kk = 0; kk < DK / 8; ++kk)");
+  frag_decl(b, l, "a", 4);
+  frag_set(b, l, "a", 0, "Qw[g * ST + 8 * kk + t]");
+  frag_set(b, l, "a", 1, "Qw[(g + 8) * ST + 8 * kk + t]");
+  frag_set(b, l, "a", 2, "Qw[g * ST + 8 * kk + t + 4]");
+  frag_set(b, l, "a", 3, "Qw[(g + 8) * ST + 8 * kk + t + 4]");
+  b.line("#pragma unroll");
+  b.open("for (int nt = 0; nt < BN / 8; ++nt)");
+  frag_decl(b, l, "kf", 2);
+  frag_set(b, l, "kf", 0, "Ks[(8 * nt + g) * ST + 8 * kk + t]");
+  frag_set(b, l, "kf", 1, "Ks[(8 * nt + g) * ST + 8 * kk + t + 4]");
+  emit_mma(b, l, "s[nt]", "a", "kf");
+  b.close();
+  b.close();
+  if (l.async) {
+    b.line("__syncthreads();  // every warp is done with Ks: the next K tile streams in");
+    b.open("if (n0 + BN < n_end)");
+    emit_tile_load(b, s, l.NT, k_next);
+    b.close();
+    b.line("cp_async_commit();");
+  }
+  b.blank();
+  b.comment("mask, then the online softmax update for rows g (h = 0) and g + 8 (h = 1)");
+  b.line("#pragma unroll");
+  b.open("for (int h = 0; h < 2; ++h)");
+  b.line("const int row = m0 + warp * 16 + g + 8 * h;");
+  b.line("float mx = row_max[h];");
+  b.line("#pragma unroll");
+  b.open("for (int nt = 0; nt < BN / 8; ++nt)");
+  b.line("#pragma unroll");
+  b.open("for (int e = 0; e < 2; ++e)");
+  b.line("const int col = n0 + 8 * nt + 2 * t + e;");
+  if (!l.split) b.line("s[nt][2 * h + e] *= kScaleLog2e;");
+  b.line("if ({}) s[nt][2 * h + e] = -MINIDL_INF;", masked(s, "row", "col"));
+  b.line("mx = fmaxf(mx, s[nt][2 * h + e]);");
+  b.close();
+  b.close();
+  emit_row_allreduce(b, "mx", "fmaxf", 4);
+  b.line("const float base = mx == -MINIDL_INF ? 0.f : mx;");
+  b.line("const float alpha = exp2f(row_max[h] - base);");
+  b.line("row_max[h] = mx;");
+  b.line("row_sum[h] *= alpha;");
+  b.line("#pragma unroll");
+  b.open("for (int dt = 0; dt < DK / 8; ++dt)");
+  b.line("o[dt][2 * h] *= alpha;");
+  b.line("o[dt][2 * h + 1] *= alpha;");
+  b.close();
+  b.line("#pragma unroll");
+  b.open("for (int nt = 0; nt < BN / 8; ++nt)");
+  b.line("#pragma unroll");
+  b.open("for (int e = 0; e < 2; ++e)");
+  b.line("s[nt][2 * h + e] = exp2f(s[nt][2 * h + e] - base);");
+  b.line("row_sum[h] += s[nt][2 * h + e];");
+  b.close();
+  b.close();
+  b.close();
+  b.blank();
+  b.comment("o += p v; mma k = t is key 2t, k = t + 4 is key 2t + 1: NOTE [Permuted k in register-sourced products]");
+  if (l.async) {
+    b.line("cp_async_wait<1>();  // this thread's copies of the V tile have landed");
+    b.line("__syncthreads();");
+  }
+  b.line("#pragma unroll");
+  b.open("for (int kk = 0; kk < BN / 8; ++kk)");
+  frag_decl(b, l, "pf", 4);
+  frag_set(b, l, "pf", 0, "s[kk][0]");
+  frag_set(b, l, "pf", 1, "s[kk][2]");
+  frag_set(b, l, "pf", 2, "s[kk][1]");
+  frag_set(b, l, "pf", 3, "s[kk][3]");
+  b.line("#pragma unroll");
+  b.open("for (int dt = 0; dt < DK / 8; ++dt)");
+  frag_decl(b, l, "vf", 2);
+  frag_set(b, l, "vf", 0, "Vs[(8 * kk + 2 * t) * ST + 8 * dt + g]");
+  frag_set(b, l, "vf", 1, "Vs[(8 * kk + 2 * t + 1) * ST + 8 * dt + g]");
+  emit_mma(b, l, "o[dt]", "pf", "vf");
+  b.close();
+  b.close();
+  if (l.async) {
+    b.line("__syncthreads();  // every warp is done with Vs: the next V tile streams in");
+    b.open("if (n0 + BN < n_end)");
+    emit_tile_load(b, s, l.NT, v_next);
+    b.close();
+    b.line("cp_async_commit();");
+  }
+  b.close();  // n0 loop
+  b.blank();
+  b.comment("o / l and lse = (m + log2 l) · ln 2");
+  b.line("#pragma unroll");
+  b.open("for (int h = 0; h < 2; ++h)");
+  b.line("float l = row_sum[h];");
+  emit_row_allsum(b, "l", 4);
+  b.line("const int row = m0 + warp * 16 + g + 8 * h;");
+  b.line("if (row >= p.n_q) continue;");
+  b.line("const float inv = 1.f / l;");
+  b.line("T* orow = static_cast<T*>(p.o) + ((long long)b * p.n_q + row) * D;");
+  b.line("#pragma unroll");
+  b.open("for (int dt = 0; dt < DK / 8; ++dt)");
+  b.line("const int c = 8 * dt + 2 * t;");
+  b.line("if (c < D) store(orow + c, o[dt][2 * h] * inv);");
+  b.line("if (c + 1 < D) store(orow + c + 1, o[dt][2 * h + 1] * inv);");
+  b.close();
+  b.line("if (t == 0) p.lse[(long long)b * p.n_q + row] = (row_max[h] + log2f(l)) * MINIDL_LN2;");
+  b.close();
+  b.close();  // kernel
+  k.source = b.str();
+  return k;
+}
+
+// ============================================================================ Tf32 backward
+
+GeneratedKernel tf32_backward(const AttentionSpec& s) {
+  const Tf32Layout l = tf32_layout(s, true);
+  const int PT = padded_stride(l.BM, 4);  // dsᵀ tile row stride
+  // dq = ds k: BM/16 row blocks of 16, the d tiles shared among the warps of a row block.
+  const int RB = l.BM / 16, parts = l.warps / RB, HT = (l.DK / 8 + parts - 1) / parts;
+  GeneratedKernel k;
+  k.name = kernel_name("bwd", s, l.BM, l.BN);
+  k.threads = l.NT;
+  k.tile = l.BN;
+  k.smem_bytes = sizeof(float) * static_cast<size_t>((2 * l.BN + 2 * l.BM) * l.ST + l.BN * PT + 2 * l.BM);
+
+  SourceBuilder b;
+  emit_header(b, "FlashAttention-2 backward", s,
+              "q, k, v, dout: (B, N, d) with runtime strides; lse, delta: (B, n_q) float32; "
+              "dk, dv: (B, n_k, d) contiguous; dq_acc: (B, n_q, d) float32, accumulated",
+              fmt::format("one block per {} keys (16 per warp; k, v, dk, dv resident), {} query rows "
+                          "per step, {} threads, {} bytes of shared memory; {}",
+                          l.BN, l.BM, l.NT, k.smem_bytes,
+                          l.split ? "3xTF32 products (NOTE [3xTF32])" : "one TF32 product per product"));
+  b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionBwdParams p)", l.NT, k.name);
+  b.line("using namespace minidl::dev;");
+  b.line("typedef {} T;", storage_type(s.dtype));
+  emit_tf32_constants(b, l);
+  b.line("constexpr int PT = {};  // row stride of the dsᵀ tile", PT);
+  b.line("constexpr int RB = {}, HT = {};  // dq: row blocks of 16; d tiles per warp", RB, HT);
+  b.line("constexpr float kScale = {}, kScaleLog2e = {};", float_literal(s.scale),
+         float_literal(s.scale * 1.4426950408889634));
+  b.line("MINIDL_DYNAMIC_SMEM(smem);");
+  b.line("float* Ks = reinterpret_cast<float*>(smem);  // [BN][ST]");
+  b.line("float* Vs = Ks + BN * ST;                     // [BN][ST]");
+  b.line("float* Qs = Vs + BN * ST;                     // [BM][ST]");
+  b.line("float* dOs = Qs + BM * ST;                    // [BM][ST]");
+  b.line("float* dSs = dOs + BM * ST;                   // [BN][PT] dsᵀ of the step");
+  b.line("float* Ls = dSs + BN * PT;                    // [BM] lse · log2(e)");
+  b.line("float* Ds = Ls + BM;                          // [BM] delta");
+  b.line("const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;");
+  b.line("const int n_tiles = (p.n_k + BN - 1) / BN;");
+  b.line("const int b = blockIdx.x / n_tiles;");
+  b.line("const int n0 = (blockIdx.x % n_tiles) * BN;  // first key tiles see the most (causal) rows");
+  b.line("const T* q = static_cast<const T*>(p.q) + b * p.q_sb;");
+  b.line("const T* k = static_cast<const T*>(p.k) + b * p.k_sb;");
+  b.line("const T* v = static_cast<const T*>(p.v) + b * p.v_sb;");
+  b.line("const T* dout = static_cast<const T*>(p.dout) + b * p.do_sb;");
+  b.blank();
+  emit_tile_load(b, s, l.NT, {"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST});
+  emit_tile_load(b, s, l.NT, {"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST});
+  b.line("const float* Kw = Ks + warp * 16 * ST;  // this warp's 16 keys");
+  b.line("const float* Vw = Vs + warp * 16 * ST;");
+  b.comment("dk, dv: keys g and g + 8 of the warp, columns 8·dt + 2t + {0, 1}");
+  b.line("float dk[DK / 8][4], dv[DK / 8][4];");
+  b.line("#pragma unroll");
+  b.line("for (int dt = 0; dt < DK / 8; ++dt)");
+  b.line("  for (int e = 0; e < 4; ++e) dk[dt][e] = dv[dt][e] = 0.f;");
+  if (s.causal) b.comment("rows before n0 see none of these keys");
+  b.line("const int m_begin = {};", s.causal ? "n0 / BM * BM" : "0");
+  b.open("for (int m0 = m_begin; m0 < p.n_q; m0 += BM)");
+  b.line("__syncthreads();  // k, v stored; the previous step's readers are done");
+  emit_tile_load(b, s, l.NT, {"Qs", "q", "p.q_sn", "p.q_sd", "m0", "p.n_q", "", l.BM, l.DK, l.ST});
+  emit_tile_load(b, s, l.NT, {"dOs", "dout", "p.do_sn", "p.do_sd", "m0", "p.n_q", "", l.BM, l.DK, l.ST});
+  b.open("for (int r = tid; r < BM; r += NT)");
+  b.line("const bool in = m0 + r < p.n_q;");
+  b.line("Ls[r] = in ? p.lse[(long long)b * p.n_q + m0 + r] * MINIDL_LOG2E : 0.f;");
+  b.line("Ds[r] = in ? p.delta[(long long)b * p.n_q + m0 + r] : 0.f;");
+  b.close();
+  b.line("__syncthreads();");
+  b.blank();
+  b.comment("sᵀ = k qᵀ and dpᵀ = v doutᵀ: the warp's 16 keys × BM queries");
+  b.line("float st[BM / 8][4], dpt[BM / 8][4];");
+  b.line("#pragma unroll");
+  b.line("for (int mt = 0; mt < BM / 8; ++mt)");
+  b.line("  for (int e = 0; e < 4; ++e) st[mt][e] = dpt[mt][e] = 0.f;");
+  b.line("#pragma unroll");
+  b.open("for (int kk = 0; kk < DK / 8; ++kk)");
+  frag_decl(b, l, "ka", 4);
+  frag_decl(b, l, "va", 4);
+  const char* a_off[4] = {"g * ST + 8 * kk + t", "(g + 8) * ST + 8 * kk + t", "g * ST + 8 * kk + t + 4",
+                          "(g + 8) * ST + 8 * kk + t + 4"};
+  for (int i = 0; i < 4; ++i) frag_set(b, l, "ka", i, fmt::format("Kw[{}]", a_off[i]));
+  for (int i = 0; i < 4; ++i) frag_set(b, l, "va", i, fmt::format("Vw[{}]", a_off[i]));
+  b.line("#pragma unroll");
+  b.open("for (int mt = 0; mt < BM / 8; ++mt)");
+  frag_decl(b, l, "qf", 2);
+  frag_set(b, l, "qf", 0, "Qs[(8 * mt + g) * ST + 8 * kk + t]");
+  frag_set(b, l, "qf", 1, "Qs[(8 * mt + g) * ST + 8 * kk + t + 4]");
+  emit_mma(b, l, "st[mt]", "ka", "qf");
+  frag_decl(b, l, "df", 2);
+  frag_set(b, l, "df", 0, "dOs[(8 * mt + g) * ST + 8 * kk + t]");
+  frag_set(b, l, "df", 1, "dOs[(8 * mt + g) * ST + 8 * kk + t + 4]");
+  emit_mma(b, l, "dpt[mt]", "va", "df");
+  b.close();
+  b.close();
+  b.blank();
+  b.comment("pᵀ = exp2(sᵀ · scale·log2(e) − lse·log2(e)) into st, dsᵀ = pᵀ (dpᵀ − delta) into dpt");
+  b.line("#pragma unroll");
+  b.open("for (int mt = 0; mt < BM / 8; ++mt)");
+  b.line("#pragma unroll");
+  b.open("for (int e = 0; e < 4; ++e)");
+  b.line("const int ql = 8 * mt + 2 * t + (e & 1), row = m0 + ql;");
+  b.line("const int col = n0 + warp * 16 + g + 8 * (e >> 1);");
+  b.line("const bool dead = row >= p.n_q || {};", masked(s, "row", "col"));
+  b.line("const float pij = dead ? 0.f : exp2f(st[mt][e] * kScaleLog2e - Ls[ql]);");
+  b.line("st[mt][e] = pij;");
+  b.line("dpt[mt][e] = pij * (dpt[mt][e] - Ds[ql]);");
+  b.close();
+  b.close();
+  b.blank();
+  b.comment("dv += pᵀ dout, dk += dsᵀ q; mma k = t is query 2t, k = t + 4 is query 2t + 1:");
+  b.comment("NOTE [Permuted k in register-sourced products]");
+  b.line("#pragma unroll");
+  b.open("for (int kk = 0; kk < BM / 8; ++kk)");
+  frag_decl(b, l, "pf", 4);
+  frag_decl(b, l, "sf", 4);
+  const int perm[4] = {0, 2, 1, 3};
+  for (int i = 0; i < 4; ++i) frag_set(b, l, "pf", i, fmt::format("st[kk][{}]", perm[i]));
+  for (int i = 0; i < 4; ++i) frag_set(b, l, "sf", i, fmt::format("dpt[kk][{}]", perm[i]));
+  b.line("#pragma unroll");
+  b.open("for (int dt = 0; dt < DK / 8; ++dt)");
+  frag_decl(b, l, "df", 2);
+  frag_set(b, l, "df", 0, "dOs[(8 * kk + 2 * t) * ST + 8 * dt + g]");
+  frag_set(b, l, "df", 1, "dOs[(8 * kk + 2 * t + 1) * ST + 8 * dt + g]");
+  emit_mma(b, l, "dv[dt]", "pf", "df");
+  frag_decl(b, l, "qf", 2);
+  frag_set(b, l, "qf", 0, "Qs[(8 * kk + 2 * t) * ST + 8 * dt + g]");
+  frag_set(b, l, "qf", 1, "Qs[(8 * kk + 2 * t + 1) * ST + 8 * dt + g]");
+  emit_mma(b, l, "dk[dt]", "sf", "qf");
+  b.close();
+  b.close();
+  b.line("#pragma unroll");
+  b.open("for (int mt = 0; mt < BM / 8; ++mt)");
+  b.line("#pragma unroll");
+  b.line("for (int e = 0; e < 4; ++e) dSs[(warp * 16 + g + 8 * (e >> 1)) * PT + 8 * mt + 2 * t + (e & 1)] = dpt[mt][e];");
+  b.close();
+  b.line("__syncthreads();");
+  b.blank();
+  b.comment("dq += ds k · scale: row block warp % RB, d tiles (warp / RB)·HT + j; mma k = t is key 2t");
+  b.line("const int rb = warp % RB, dt0 = warp / RB * HT;");
+  b.line("float dq[HT][4];");
+  b.line("#pragma unroll");
+  b.line("for (int j = 0; j < HT; ++j) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.f;");
+  b.line("#pragma unroll");
+  b.open("for (int kk = 0; kk < BN / 8; ++kk)");
+  frag_decl(b, l, "sa", 4);
+  frag_set(b, l, "sa", 0, "dSs[(8 * kk + 2 * t) * PT + 16 * rb + g]");
+  frag_set(b, l, "sa", 1, "dSs[(8 * kk + 2 * t) * PT + 16 * rb + g + 8]");
+  frag_set(b, l, "sa", 2, "dSs[(8 * kk + 2 * t + 1) * PT + 16 * rb + g]");
+  frag_set(b, l, "sa", 3, "dSs[(8 * kk + 2 * t + 1) * PT + 16 * rb + g + 8]");
+  b.line("#pragma unroll");
+  b.open("for (int j = 0; j < HT; ++j)");
+  b.line("const int dt = dt0 + j;");
+  b.line("if (dt >= DK / 8) break;");
+  frag_decl(b, l, "kf", 2);
+  frag_set(b, l, "kf", 0, "Ks[(8 * kk + 2 * t) * ST + 8 * dt + g]");
+  frag_set(b, l, "kf", 1, "Ks[(8 * kk + 2 * t + 1) * ST + 8 * dt + g]");
+  emit_mma(b, l, "dq[j]", "sa", "kf");
+  b.close();
+  b.close();
+  b.line("#pragma unroll");
+  b.open("for (int j = 0; j < HT; ++j)");
+  b.line("const int dt = dt0 + j;");
+  b.line("if (dt >= DK / 8) break;");
+  b.line("#pragma unroll");
+  b.open("for (int h = 0; h < 2; ++h)");
+  b.line("const int row = m0 + 16 * rb + g + 8 * h, c = 8 * dt + 2 * t;");
+  b.line("float* dst = p.dq_acc + ((long long)b * p.n_q + row) * D + c;");
+  if (l.D % 2 == 0) {  // NOTE [dq by atomics] in compiler/cuda_attention.cpp: one reduction per pair
+    b.line("if (row < p.n_q && c < D) atomic_add2(dst, dq[j][2 * h] * kScale, dq[j][2 * h + 1] * kScale);");
+  } else {
+    b.line("if (row < p.n_q && c < D) atomicAdd(dst, dq[j][2 * h] * kScale);");
+    b.line("if (row < p.n_q && c + 1 < D) atomicAdd(dst + 1, dq[j][2 * h + 1] * kScale);");
+  }
+  b.close();
+  b.close();
+  b.close();  // m0 loop
+  b.blank();
+  b.comment("dk · scale and dv for the warp's keys");
+  b.line("#pragma unroll");
+  b.open("for (int h = 0; h < 2; ++h)");
+  b.line("const int key = n0 + warp * 16 + g + 8 * h;");
+  b.line("if (key >= p.n_k) continue;");
+  b.line("T* dkrow = static_cast<T*>(p.dk) + ((long long)b * p.n_k + key) * D;");
+  b.line("T* dvrow = static_cast<T*>(p.dv) + ((long long)b * p.n_k + key) * D;");
+  b.line("#pragma unroll");
+  b.open("for (int dt = 0; dt < DK / 8; ++dt)");
+  b.line("#pragma unroll");
+  b.open("for (int e = 0; e < 2; ++e)");
+  b.line("const int c = 8 * dt + 2 * t + e;");
+  b.open("if (c < D)");
+  b.line("store(dkrow + c, dk[dt][2 * h + e] * kScale);");
+  b.line("store(dvrow + c, dv[dt][2 * h + e]);");
+  b.close();
+  b.close();
+  b.close();
+  b.close();
+  b.close();  // kernel
+  k.source = b.str();
+  return k;
+}
+
+}  // namespace
+
+const char* attention_math_name(AttentionMath m) { return m == AttentionMath::Ffma ? "ffma" : "tf32"; }
+
+int max_head_dim(AttentionMath m) { return m == AttentionMath::Ffma ? 256 : 128; }
+
+namespace {
+// Hopper's limit of dynamic shared memory per block.
+constexpr size_t kMaxSharedBytes = 227 * 1024;
+
+GeneratedKernel checked_smem(GeneratedKernel k) {
+  MINIDL_CHECK(k.smem_bytes <= kMaxSharedBytes, ValueError,
+               "[attention codegen] {} needs {} bytes of shared memory per block; at most {} exist: use smaller tiles",
+               k.name, k.smem_bytes, kMaxSharedBytes);
+  return k;
+}
+}  // namespace
+
+GeneratedKernel generate_attention_forward(const AttentionSpec& spec) {
+  validate("attention_forward", spec);
+  return checked_smem(spec.math == AttentionMath::Ffma ? ffma_forward(spec) : tf32_forward(spec));
+}
+
+GeneratedKernel generate_attention_backward(const AttentionSpec& spec) {
+  validate("attention_backward", spec);
+  return checked_smem(spec.math == AttentionMath::Ffma ? ffma_backward(spec) : tf32_backward(spec));
+}
+
+GeneratedKernel generate_attention_backward_delta(const AttentionSpec& spec) {
+  validate("attention_backward", spec);
+  constexpr int kWarps = 8;
+  GeneratedKernel k;
+  k.name = fmt::format("minidl_attn_delta_{}_d{}{}", dtype_tag(spec.dtype), spec.head_dim,
+                       spec.unit_d_stride ? "" : "_strided");
+  k.threads = 32 * kWarps;
+  k.tile = kWarps;
+  SourceBuilder b;
+  emit_header(b, "FlashAttention-2 backward preprocessing, delta = rowsum(dout ∘ o)", spec,
+              "o, dout: (B, N, d) with runtime strides; delta: (B, n_q) float32",
+              fmt::format("one warp per row, {} rows per block", kWarps));
+  b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionBwdParams p)", k.threads, k.name);
+  b.line("using namespace minidl::dev;");
+  b.line("typedef {} T;", storage_type(spec.dtype));
+  b.line("constexpr int D = {};", spec.head_dim);
+  b.line("const int lane = threadIdx.x % 32;");
+  b.line("const int m_tiles = (p.n_q + {} - 1) / {};", kWarps, kWarps);
+  b.line("const int b = blockIdx.x / m_tiles;");
+  b.line("const int row = blockIdx.x % m_tiles * {} + threadIdx.x / 32;", kWarps);
+  b.line("if (row >= p.n_q) return;");
+  b.line("const T* o = static_cast<const T*>(p.o) + b * p.o_sb + (long long)row * p.o_sn;");
+  b.line("const T* dout = static_cast<const T*>(p.dout) + b * p.do_sb + (long long)row * p.do_sn;");
+  b.line("float acc = 0.f;");
+  if (spec.unit_d_stride)
+    b.line("for (int c = lane; c < D; c += 32) acc = fmaf(load(o + c), load(dout + c), acc);");
+  else
+    b.line("for (int c = lane; c < D; c += 32) acc = fmaf(load(o + c * p.o_sd), load(dout + c * p.do_sd), acc);");
+  emit_row_allsum(b, "acc", 32);
+  b.line("if (lane == 0) p.delta[(long long)b * p.n_q + row] = acc;");
+  b.close();
+  k.source = b.str();
+  return k;
+}
+
+}  // namespace minidl::codegen

@@ -1,0 +1,56 @@
+// Generators of the fused attention kernels (FlashAttention-2): the forward keeps a tile of
+// query rows resident, streams K/V tiles through shared memory with an online softmax, and
+// writes O and the log-sum-exp, never the N×N matrix; the backward recomputes P tile by tile.
+// Each kernel is specialised at compile time on head dim, tiles, dtype, causal and scale; the
+// sizes and strides of q, k, v are runtime arguments (AttentionFwdParams / AttentionBwdParams in
+// compiler/codegen/device/kernel_params.h), so one kernel serves every sequence length.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "compiler/codegen/kernel.h"
+#include "core/dtype.h"
+
+namespace minidl::codegen {
+
+/// How the two products of a tile are computed.
+enum class AttentionMath {
+  Ffma,  // CUDA-core FMAs, register-tiled: the float32 reference path and the fallback
+  Tf32,  // tensor cores, mma.sync m16n8k8 TF32; float32 inputs use the 3xTF32 split
+};
+
+/// "ffma" / "tf32".
+const char* attention_math_name(AttentionMath m);
+
+struct AttentionSpec {
+  int head_dim = 64;                         // d, 1..256
+  DType dtype = kFloat32;                    // of q, k, v, o, dout, dq, dk, dv: float32/16, bfloat16
+  bool causal = false;                       // query i sees keys j <= i (top-left aligned)
+  double scale = 0.125;                      // multiplies q kᵀ
+  AttentionMath math = AttentionMath::Ffma;
+  bool unit_d_stride = true;                 // q, k, v (and dout) have stride 1 along d
+  std::vector<std::string> nodes;            // graph nodes the kernels implement, for the header
+  // Tiles; 0 picks the default for the head dim and math (docs/kernel-notes.md). Forward:
+  // block_m query rows per block, block_n keys per step. Backward: block_n keys per block,
+  // block_m query rows per step. Tf32 runs one warp per 16 of the block's rows.
+  int block_m = 0, block_n = 0;
+  bool async_copy = true;                    // float32 K/V tiles stream in with cp.async (Tf32 forward)
+};
+
+/// Largest head dim each math supports (Tf32's backward keeps dK and dV for 16 keys × d per
+/// warp in registers, which caps it at 128).
+int max_head_dim(AttentionMath m);
+
+/// Forward kernel: o, lse from q, k, v. One AttentionFwdParams; grid batch * ceil(n_q / tile).
+GeneratedKernel generate_attention_forward(const AttentionSpec& spec);
+
+/// Backward preprocessing: delta (B, n_q) float32 = rowsum(dout ∘ o), one warp per row. One
+/// AttentionBwdParams (reads o, dout; writes delta); grid batch * ceil(n_q / tile).
+GeneratedKernel generate_attention_backward_delta(const AttentionSpec& spec);
+
+/// Backward main kernel: one block per key tile writes dk, dv and adds its share of dq into the
+/// zeroed float32 dq_acc with atomics. One AttentionBwdParams; grid batch * ceil(n_k / tile).
+GeneratedKernel generate_attention_backward(const AttentionSpec& spec);
+
+}  // namespace minidl::codegen

@@ -1,0 +1,21 @@
+// What the fused attention launchers (compiler/attention_kernels.h) would compile, without
+// launching: for filling the kernel cache ahead of a GPU run (minidl-bench attention-kernels
+// --compile-only) and for reading the generated source. CUDA builds only.
+#pragma once
+
+#include <vector>
+
+#include "compiler/codegen/kernel.h"
+#include "core/config.h"
+#include "core/dtype.h"
+
+namespace minidl::cuda {
+
+#if MINIDL_WITH_CUDA
+/// The forward, backward-delta and backward kernels fused_attention_forward/backward generate for
+/// inputs of this head dim and dtype (math and tiles from the environment, as they read it).
+std::vector<codegen::GeneratedKernel> fused_attention_kernels(int64_t head_dim, DType dtype, double scale, bool causal,
+                                                              bool unit_d_stride);
+#endif
+
+}  // namespace minidl::cuda

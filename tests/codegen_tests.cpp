@@ -1,0 +1,745 @@
+// The code generators: the source builder, the attention kernels' source, NVRTC compilation of
+// every kind of generated kernel for sm_90 (CUDA builds; no GPU needed), and the kernels' results
+// on a CPU emulator of the GPU (tests/cuda_emu.h) against a float64 reference.
+#include <dlfcn.h>
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "compiler/attention_kernels.h"
+#include "compiler/codegen/attention.h"
+#include "compiler/codegen/device/kernel_params.h"
+#include "compiler/codegen/embedded_headers.h"
+#include "compiler/codegen/fusion.h"
+#include "compiler/codegen/source_builder.h"
+#include "compiler/jit.h"
+#include "test_utils.h"
+#if MINIDL_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace fs = std::filesystem;
+using namespace minidl;
+using namespace minidl::codegen;
+
+namespace {
+
+// ============================================================================ emulator harness
+
+// Host compiler for the emulated kernels; empty where none works.
+const std::string& host_compiler() {
+  static const std::string cxx = [] {
+    for (const char* c : {static_cast<const char*>(std::getenv("CXX")), "c++", "g++"}) {
+      if (c && *c && std::system((std::string(c) + " --version > /dev/null 2>&1").c_str()) == 0) return std::string(c);
+    }
+    return std::string();
+  }();
+  return cxx;
+}
+
+bool emulator_or_skip(const char* test) {
+#if defined(__x86_64__)
+  if (!host_compiler().empty()) return true;
+  std::printf("[minidl tests] skipped '%s': no host C++ compiler to build emulated kernels\n", test);
+#else
+  std::printf("[minidl tests] skipped '%s': the kernel emulator switches fibers with x86-64 code\n", test);
+#endif
+  return false;
+}
+
+void write_text(const fs::path& p, const std::string& text) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << text;
+}
+
+// A generated kernel built for the CPU emulator and loaded: run() executes a 1-D grid.
+class EmulatedKernel {
+ public:
+  EmulatedKernel(const GeneratedKernel& k, const std::string& params_type) : k_(k) {
+    dir_ = fs::temp_directory_path() / fmt::format("minidl-emu-{}", ::getpid()) / k.name;
+    const fs::path& dir = dir_;
+    for (const auto& h : embedded_headers()) write_text(dir / h.name, h.text);
+    write_text(dir / "kernel.cpp",
+               fmt::format("#include \"cuda_emu.h\"\n{}\nextern \"C\" void minidl_emu_run(unsigned grid, const void* p) {{\n"
+                           "  emu::launch(grid, {}, {}, [&] {{ {}(*static_cast<const minidl::{}*>(p)); }});\n}}\n",
+                           k.source, k.threads, k.smem_bytes, k.name, params_type));
+    const fs::path tests = fs::path(__FILE__).parent_path();
+    const std::string cmd = fmt::format("{} -std=c++17 -O1 -march=native -fPIC -shared -w -I{} -I{} -I{} -o {} {} 2> {}",
+                                        host_compiler(), dir.string(), tests.string(), tests.parent_path().string(),
+                                        (dir / "kernel.so").string(), (dir / "kernel.cpp").string(),
+                                        (dir / "build.log").string());
+    if (std::system(cmd.c_str()) != 0) {
+      std::ifstream log(dir / "build.log");
+      FAIL("emulated build of " << k.name << " failed:\n" << std::string(std::istreambuf_iterator<char>(log), {}));
+    }
+    lib_ = dlopen((dir / "kernel.so").c_str(), RTLD_NOW | RTLD_LOCAL);
+    REQUIRE_MESSAGE(lib_ != nullptr, dlerror());
+    run_ = reinterpret_cast<void (*)(unsigned, const void*)>(dlsym(lib_, "minidl_emu_run"));
+    REQUIRE(reinterpret_cast<void*>(run_) != nullptr);
+  }
+  ~EmulatedKernel() {
+    if (lib_) dlclose(lib_);
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  void run(long long blocks, const void* params) const { run_(static_cast<unsigned>(blocks), params); }
+  const GeneratedKernel& kernel() const { return k_; }
+
+ private:
+  GeneratedKernel k_;
+  fs::path dir_;  // kept when the build fails, for its log
+  void* lib_ = nullptr;
+  void (*run_)(unsigned, const void*) = nullptr;
+};
+
+long long blocks_for(const GeneratedKernel& k, int batch, int rows) {
+  return static_cast<long long>(batch) * ((rows + k.tile - 1) / k.tile);
+}
+
+// ============================================================================ attention reference
+
+// A (B, N, d) tensor in a given dtype with arbitrary strides, held as raw 16- or 32-bit words.
+struct HostTensor {
+  DType dtype = kFloat32;
+  int B = 0, N = 0, d = 0;
+  long long sb = 0, sn = 0, sd = 1;
+  std::vector<uint32_t> f32;   // float32 storage
+  std::vector<uint16_t> h16;   // float16 / bfloat16 storage
+
+  static HostTensor make(DType t, int B, int N, int d, long long sb, long long sn, long long sd, size_t words) {
+    HostTensor h{t, B, N, d, sb, sn, sd, {}, {}};
+    if (t == kFloat32)
+      h.f32.assign(words, 0x7fc00000u);  // NaN: poison
+    else
+      h.h16.assign(words, 0xffffu);      // NaN in both 16-bit formats
+    return h;
+  }
+  static HostTensor contiguous(DType t, int B, int N, int d) {
+    return make(t, B, N, d, static_cast<long long>(N) * d, d, 1, static_cast<size_t>(B) * N * d);
+  }
+  void* data() { return dtype == kFloat32 ? static_cast<void*>(f32.data()) : static_cast<void*>(h16.data()); }
+  size_t bytes() const { return dtype == kFloat32 ? f32.size() * 4 : h16.size() * 2; }
+  size_t at(int b, int n, int c) const { return static_cast<size_t>(b * sb + n * sn + c * sd); }
+  double get(int b, int n, int c) const {
+    const size_t i = at(b, n, c);
+    if (dtype == kFloat32) return bits_float(f32[i]);
+    return dtype == kFloat16 ? static_cast<double>(Half::to_float(h16[i])) : bits_float(static_cast<uint32_t>(h16[i]) << 16);
+  }
+  void set(int b, int n, int c, double v) {
+    const size_t i = at(b, n, c);
+    if (dtype == kFloat32) f32[i] = float_bits(static_cast<float>(v));
+    else if (dtype == kFloat16) h16[i] = Half::from_float(static_cast<float>(v));
+    else h16[i] = BFloat16::from_float(static_cast<float>(v));
+  }
+};
+
+// Fills every element of the logical (B, N, d) view with N(0, 1) draws.
+void randomize(HostTensor& t, std::mt19937& rng) {
+  std::normal_distribution<double> dist;
+  for (int b = 0; b < t.B; ++b)
+    for (int n = 0; n < t.N; ++n)
+      for (int c = 0; c < t.d; ++c) t.set(b, n, c, dist(rng));
+}
+
+// Largest |x - ref| over largest |ref| (the suites' rel_error), and whether every x is finite.
+// Where the reference is zero up to rounding (one key: p = 1, so ds = 0 exactly), the absolute
+// error is reported instead.
+struct Compare {
+  double rel = 0;
+  bool all_written = true;
+};
+Compare compare(const std::vector<double>& x, const std::vector<double>& ref) {
+  Compare c;
+  double num = 0, den = 1e-30;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!std::isfinite(x[i])) c.all_written = false;
+    num = std::max(num, std::abs(x[i] - ref[i]));
+    den = std::max(den, std::abs(ref[i]));
+  }
+  c.rel = den < 1e-6 ? num : num / den;
+  return c;
+}
+
+std::vector<double> values(const HostTensor& t) {
+  std::vector<double> v;
+  for (int b = 0; b < t.B; ++b)
+    for (int n = 0; n < t.N; ++n)
+      for (int c = 0; c < t.d; ++c) v.push_back(t.get(b, n, c));
+  return v;
+}
+
+// float64 attention and its gradients: o, lse, and dq, dk, dv for a given dout.
+struct Reference {
+  std::vector<double> o, lse, dq, dk, dv;
+};
+Reference reference(const HostTensor& q, const HostTensor& k, const HostTensor& v, const HostTensor& dout,
+                    double scale, bool causal) {
+  const int B = q.B, nq = q.N, nk = k.N, d = q.d;
+  Reference r;
+  r.o.assign(static_cast<size_t>(B) * nq * d, 0);
+  r.lse.assign(static_cast<size_t>(B) * nq, 0);
+  r.dq.assign(r.o.size(), 0);
+  r.dk.assign(static_cast<size_t>(B) * nk * d, 0);
+  r.dv.assign(r.dk.size(), 0);
+  std::vector<double> p(nk), dp(nk);
+  for (int b = 0; b < B; ++b) {
+    for (int i = 0; i < nq; ++i) {
+      double mx = -INFINITY;
+      for (int j = 0; j < nk; ++j) {
+        double s = 0;
+        for (int c = 0; c < d; ++c) s += q.get(b, i, c) * k.get(b, j, c);
+        p[j] = (causal && j > i) ? -INFINITY : s * scale;
+        mx = std::max(mx, p[j]);
+      }
+      double sum = 0;
+      for (int j = 0; j < nk; ++j) sum += (p[j] = std::exp(p[j] - mx));
+      for (int j = 0; j < nk; ++j) p[j] /= sum;
+      r.lse[static_cast<size_t>(b) * nq + i] = mx + std::log(sum);
+      const size_t row = (static_cast<size_t>(b) * nq + i) * d;
+      for (int c = 0; c < d; ++c)
+        for (int j = 0; j < nk; ++j) r.o[row + c] += p[j] * v.get(b, j, c);
+      // backward of this row: dp = dout vᵀ, ds = p (dp − Σ p dp)
+      double delta = 0;
+      for (int j = 0; j < nk; ++j) {
+        dp[j] = 0;
+        for (int c = 0; c < d; ++c) dp[j] += dout.get(b, i, c) * v.get(b, j, c);
+        delta += p[j] * dp[j];
+      }
+      for (int j = 0; j < nk; ++j) {
+        const double ds = p[j] * (dp[j] - delta);
+        const size_t krow = (static_cast<size_t>(b) * nk + j) * d;
+        for (int c = 0; c < d; ++c) {
+          r.dq[row + c] += scale * ds * k.get(b, j, c);
+          r.dk[krow + c] += scale * ds * q.get(b, i, c);
+          r.dv[krow + c] += p[j] * dout.get(b, i, c);
+        }
+      }
+    }
+  }
+  return r;
+}
+
+struct AttnCase {
+  AttentionMath math;
+  DType dtype;
+  int d, n_q, n_k, batch;
+  bool causal, strided;
+  int block_m = 0, block_n = 0;  // 0: the default tiles
+  bool async_copy = true;
+};
+
+std::string describe(const AttnCase& c) {
+  return fmt::format("{} {} d={} n_q={} n_k={} B={}{}{}{}", attention_math_name(c.math), dtype_name(c.dtype), c.d,
+                     c.n_q, c.n_k, c.batch, c.causal ? " causal" : "", c.strided ? " strided" : "",
+                     c.block_m ? fmt::format(" tiles {}x{}", c.block_m, c.block_n) : "") +
+         (c.async_copy ? "" : " sync");
+}
+
+double tolerance(const AttnCase& c) {
+  switch (c.dtype) {
+    case kFloat16: return 4e-3;
+    case kBFloat16: return 3e-2;
+    default: return 1e-5;
+  }
+}
+
+// Where the kernels of a check run: the CPU emulator, or the GPU through the JIT.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  /// A copy of host memory the kernels can use (the emulator uses host memory as is).
+  virtual void* to_device(void* host, size_t bytes) = 0;
+  /// Copies kernel results back into host memory.
+  virtual void to_host(void* host, const void* dev, size_t bytes) = 0;
+  virtual void run(const GeneratedKernel& k, long long blocks, const void* params) = 0;
+};
+
+class EmulatorBackend : public Backend {
+ public:
+  void* to_device(void* host, size_t) override { return host; }
+  void to_host(void*, const void*, size_t) override {}
+  void run(const GeneratedKernel& k, long long blocks, const void* params) override {
+    auto it = kernels_.find(k.source);
+    if (it == kernels_.end()) {
+      // The parameter block type, from the signature "<name>(const minidl::<Type> p)".
+      const size_t at = k.source.find("const minidl::", k.source.find(k.name + "(")) + 14;
+      const std::string type = k.source.substr(at, k.source.find(' ', at) - at);
+      it = kernels_.emplace(k.source, std::make_unique<EmulatedKernel>(k, type)).first;
+    }
+    it->second->run(blocks, params);
+  }
+
+ private:
+  std::map<std::string, std::unique_ptr<EmulatedKernel>> kernels_;
+};
+
+// Runs the generated forward and backward of case c on a backend and checks every output against
+// the float64 reference. Every output buffer starts as NaN, so an element left unwritten fails.
+void check_attention(const AttnCase& c, Backend& be) {
+  INFO(describe(c));
+  std::mt19937 rng(1234 + c.d * 7 + c.n_q);
+  const int B = c.batch, d = c.d;
+  // Strided case: q is (N, B, d) memory seen as (B, N, d); k, v have d-stride 2 (every other word).
+  HostTensor q = c.strided ? HostTensor::make(c.dtype, B, c.n_q, d, d, static_cast<long long>(B) * d, 1,
+                                              static_cast<size_t>(B) * c.n_q * d)
+                           : HostTensor::contiguous(c.dtype, B, c.n_q, d);
+  auto kv = [&] {
+    return c.strided ? HostTensor::make(c.dtype, B, c.n_k, d, 2ll * c.n_k * d, 2ll * d, 2, 2ull * B * c.n_k * d)
+                     : HostTensor::contiguous(c.dtype, B, c.n_k, d);
+  };
+  HostTensor k = kv(), v = kv();
+  HostTensor dout = HostTensor::contiguous(c.dtype, B, c.n_q, d);
+  for (HostTensor* t : {&q, &k, &v, &dout}) randomize(*t, rng);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  const Reference ref = reference(q, k, v, dout, scale, c.causal);
+
+  AttentionSpec spec;
+  spec.head_dim = d;
+  spec.dtype = c.dtype;
+  spec.causal = c.causal;
+  spec.scale = scale;
+  spec.math = c.math;
+  spec.unit_d_stride = !c.strided;
+  spec.block_m = c.block_m;
+  spec.block_n = c.block_n;
+  spec.async_copy = c.async_copy;
+  auto dev = [&](HostTensor& t) { return be.to_device(t.data(), t.bytes()); };
+  auto dev_f = [&](std::vector<float>& x) { return static_cast<float*>(be.to_device(x.data(), x.size() * 4)); };
+
+  // forward
+  HostTensor o = HostTensor::contiguous(c.dtype, B, c.n_q, d);
+  std::vector<float> lse(static_cast<size_t>(B) * c.n_q, NAN);
+  void *qd = dev(q), *kd = dev(k), *vd = dev(v), *od = dev(o), *dod = dev(dout);
+  float* lsed = dev_f(lse);
+  AttentionFwdParams fp{qd, kd, vd, od, lsed, q.sb, q.sn, q.sd, k.sb, k.sn, k.sd, v.sb, v.sn, v.sd, B, c.n_q, c.n_k};
+  const GeneratedKernel fwd = generate_attention_forward(spec);
+  be.run(fwd, blocks_for(fwd, B, c.n_q), &fp);
+  be.to_host(o.data(), od, o.bytes());
+  be.to_host(lse.data(), lsed, lse.size() * 4);
+  const double tol = tolerance(c);
+  const Compare co = compare(values(o), ref.o);
+  CHECK_MESSAGE(co.all_written, "o has unwritten or non-finite elements");
+  CHECK_MESSAGE(co.rel <= tol, "o relative error " << co.rel);
+  const Compare cl = compare(std::vector<double>(lse.begin(), lse.end()), ref.lse);
+  CHECK_MESSAGE(cl.all_written, "lse has unwritten elements");
+  CHECK_MESSAGE(cl.rel <= 1e-5, "lse relative error " << cl.rel);
+
+  // backward: delta, then the main kernel accumulating dq in float32 (zeroed, as the launcher does)
+  std::vector<float> delta(static_cast<size_t>(B) * c.n_q, NAN), dq(static_cast<size_t>(B) * c.n_q * d, 0.f);
+  HostTensor dk = HostTensor::contiguous(c.dtype, B, c.n_k, d), dv = HostTensor::contiguous(c.dtype, B, c.n_k, d);
+  float *deltad = dev_f(delta), *dqd = dev_f(dq);
+  void *dkd = dev(dk), *dvd = dev(dv);
+  AttentionBwdParams bp{qd, kd, vd, od, dod, lsed, deltad, dqd, dkd, dvd, q.sb, q.sn, q.sd, k.sb, k.sn, k.sd,
+                        v.sb, v.sn, v.sd, o.sb, o.sn, o.sd, dout.sb, dout.sn, dout.sd, B, c.n_q, c.n_k};
+  const GeneratedKernel delta_k = generate_attention_backward_delta(spec), bwd = generate_attention_backward(spec);
+  be.run(delta_k, blocks_for(delta_k, B, c.n_q), &bp);
+  be.run(bwd, blocks_for(bwd, B, c.n_k), &bp);
+  be.to_host(dq.data(), dqd, dq.size() * 4);
+  be.to_host(dk.data(), dkd, dk.bytes());
+  be.to_host(dv.data(), dvd, dv.bytes());
+  const Compare cq = compare(std::vector<double>(dq.begin(), dq.end()), ref.dq);
+  const Compare ck = compare(values(dk), ref.dk), cv = compare(values(dv), ref.dv);
+  CHECK_MESSAGE(ck.all_written, "dk has unwritten elements");
+  CHECK_MESSAGE(cv.all_written, "dv has unwritten elements");
+  // dq and dk sum products of ds, whose (dp − delta) cancels: a little more rounding than dv.
+  CHECK_MESSAGE(cq.rel <= tol * 2, "dq relative error " << cq.rel);
+  CHECK_MESSAGE(ck.rel <= tol * 2, "dk relative error " << ck.rel);
+  CHECK_MESSAGE(cv.rel <= tol, "dv relative error " << cv.rel);
+  MESSAGE(describe(c) << ": rel errors o " << co.rel << " lse " << cl.rel << " dq " << cq.rel << " dk " << ck.rel
+                      << " dv " << cv.rel);
+}
+
+#if MINIDL_WITH_CUDA
+// The GPU: buffers from cudaMalloc (outside the caching allocator, so the NaN poison of every
+// output is exactly what the kernel starts from), kernels through the JIT and its cache.
+class GpuBackend : public Backend {
+ public:
+  ~GpuBackend() override {
+    for (void* p : buffers_) cudaFree(p);
+  }
+  void* to_device(void* host, size_t bytes) override {
+    void* p = nullptr;
+    REQUIRE(cudaMalloc(&p, std::max<size_t>(bytes, 1)) == cudaSuccess);
+    buffers_.push_back(p);
+    REQUIRE(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice) == cudaSuccess);
+    return p;
+  }
+  void to_host(void* host, const void* dev, size_t bytes) override {
+    REQUIRE(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+  }
+  void run(const GeneratedKernel& k, long long blocks, const void* params) override {
+    jit::launch(jit::load(k), blocks, params);
+    const cudaError_t err = cudaDeviceSynchronize();
+    REQUIRE_MESSAGE(err == cudaSuccess, k.name << ": " << cudaGetErrorString(err));
+  }
+
+ private:
+  std::vector<void*> buffers_;
+};
+#endif
+
+// ============================================================================ fused groups
+
+// The fused groups the compiler's fusion pass produces most, over odd sizes.
+FusedGroup softmax_group(int64_t rows, int64_t c) {
+  FusedGroup g("softmax", {rows, c});
+  g.nodes = {"%3 softmax"};
+  const int x = g.input(kFloat32, {c, 1});
+  const int e = g.unary("Exp", g.binary("Sub", x, g.row_max(x)));
+  g.output(g.binary("Div", e, g.row_sum(e)), kFloat32);
+  return g;
+}
+
+// layer_norm with weight and bias (broadcast along rows); also writes each row's mean.
+FusedGroup layer_norm_group(int64_t rows, int64_t c) {
+  FusedGroup g("layer_norm", {rows, c});
+  const int x = g.input(kFloat32, {c, 1}), w = g.input(kFloat32, {0, 1}), b = g.input(kFloat32, {0, 1});
+  const int inv_c = g.constant(1.0 / static_cast<double>(c));
+  const int mean = g.binary("Mul", g.row_sum(x), inv_c);
+  const int xc = g.binary("Sub", x, mean);
+  const int var = g.binary("Mul", g.row_sum(g.binary("Mul", xc, xc)), inv_c);
+  const int rstd = g.unary("Rsqrt", g.binary("Add", var, g.constant(1e-5)));
+  g.output(g.binary("Add", g.binary("Mul", g.binary("Mul", xc, rstd), w), b), kFloat32);
+  g.output(mean, kFloat32);
+  return g;
+}
+
+// gelu(x + bias) stored as bfloat16, and x + y with y read through transposed strides.
+FusedGroup bias_gelu_residual_group(int64_t rows, int64_t c) {
+  FusedGroup g("bias_gelu_residual", {rows, c});
+  const int x = g.input(kFloat32, {c, 1}), bias = g.input(kFloat32, {0, 1}), y = g.input(kFloat32, {1, rows});
+  g.output(g.unary("Gelu", g.binary("Add", x, bias)), kBFloat16);
+  g.output(g.binary("Add", x, y), kFloat32);
+  return g;
+}
+
+// Runs a group's kernel on a backend over CPU tensors: inputs as they are, outputs poisoned with NaN.
+void run_fused(Backend& be, const FusedGroup& g, const std::vector<Tensor>& in, const std::vector<Tensor>& out) {
+  const GeneratedKernel k = generate_fused(g);
+  FusedArgs args{};
+  for (size_t i = 0; i < in.size(); ++i) args.in[i] = be.to_device(in[i].data_ptr(), in[i].nbytes());
+  for (size_t i = 0; i < out.size(); ++i) {
+    Tensor(out[i]).fill_(NAN);
+    args.out[i] = be.to_device(out[i].data_ptr(), out[i].nbytes());
+  }
+  be.run(k, (fused_rows(g) + k.tile - 1) / k.tile, &args);
+  for (size_t i = 0; i < out.size(); ++i) be.to_host(out[i].data_ptr(), args.out[i], out[i].nbytes());
+}
+
+// The three groups against the eager CPU ops.
+void check_fused_groups(Backend& be) {
+  const int64_t rows = 37, c = 77;
+  Tensor x = randn({rows, c}), w = randn({c}), b = randn({c}), yt = randn({c, rows});
+  {
+    Tensor out = empty({rows, c});
+    run_fused(be, softmax_group(rows, c), {x}, {out});
+    CHECK(testing::rel_error(out, softmax(x, -1)) < 1e-6);
+  }
+  {
+    Tensor out = empty({rows, c}), mean_out = empty({rows});
+    run_fused(be, layer_norm_group(rows, c), {x, w, b}, {out, mean_out});
+    CHECK(testing::rel_error(out, layer_norm(x, w, b, 1e-5)) < 1e-5);
+    CHECK(testing::rel_error(mean_out, mean(x, {-1})) < 1e-6);
+  }
+  {
+    Tensor g_out = empty({rows, c}, kBFloat16), sum_out = empty({rows, c});
+    run_fused(be, bias_gelu_residual_group(rows, c), {x, b, yt}, {g_out, sum_out});
+    CHECK(testing::rel_error(g_out, gelu(x + b).to(kBFloat16)) < 1e-2);
+    CHECK(testing::rel_error(sum_out, x + yt.t()) == 0);
+  }
+}
+
+}  // namespace
+
+// ============================================================================ source builder
+
+TEST_CASE("codegen: the source builder indents blocks and rejects unbalanced closes") {
+  SourceBuilder b;
+  b.comment("two\nlines");
+  b.open("for (int i = 0; i < {}; ++i)", 4);
+  b.line("x += {};", "i");
+  b.close();
+  b.open("");
+  b.close(";");
+  CHECK(b.str() == "// two\n// lines\nfor (int i = 0; i < 4; ++i) {\n  x += i;\n}\n{\n};\n");
+  CHECK_THROWS_AS(b.close(), ValueError);
+}
+
+// ============================================================================ embedded headers
+
+TEST_CASE("codegen: the device headers are embedded as they are in the source tree") {
+  const fs::path root = fs::path(__FILE__).parent_path().parent_path();
+  std::vector<std::string> names;
+  for (const auto& h : embedded_headers()) {
+    names.push_back(h.name);
+    std::ifstream f(root / h.name, std::ios::binary);
+    CHECK_MESSAGE(std::string(std::istreambuf_iterator<char>(f), {}) == h.text, h.name << " differs from its file");
+  }
+  for (const char* want : {"core/scalar_ops.h", "core/philox.h", "compiler/codegen/device/device.cuh",
+                           "compiler/codegen/device/kernel_params.h"})
+    CHECK(std::find(names.begin(), names.end(), want) != names.end());
+}
+
+#if MINIDL_WITH_CUDA
+TEST_CASE("codegen: generated code can use every embedded header under NVRTC") {
+  const std::string src =
+      "#include \"compiler/codegen/device/device.cuh\"\n#include \"core/philox.h\"\n"
+      "#include \"compiler/codegen/device/kernel_params.h\"\n"
+      "extern \"C\" __global__ void draw(const minidl::FusedArgs a) {\n"
+      "  minidl::dev::store(static_cast<minidl::dev::bf16*>(a.out[0]) + threadIdx.x,\n"
+      "                     minidl::sop::Exp{}(minidl::philox::normal_at(1, 0, threadIdx.x)));\n}\n";
+  CHECK(jit::compile_cubin("minidl_test_headers", src, jit::compile_options("sm_90")).size() > 0);
+}
+#endif
+
+// ============================================================================ attention source
+
+TEST_CASE("codegen: attention kernels are specialised and name their graph nodes") {
+  AttentionSpec s;
+  s.head_dim = 72;
+  s.causal = true;
+  s.scale = 0.25;
+  s.nodes = {"%4 matmul", "%5 mul", "%6 softmax", "%7 matmul"};
+  for (AttentionMath m : {AttentionMath::Ffma, AttentionMath::Tf32}) {
+    s.math = m;
+    const GeneratedKernel f = generate_attention_forward(s);
+    CHECK(f.source.find("implements graph nodes: %4 matmul, %5 mul, %6 softmax, %7 matmul") != std::string::npos);
+    CHECK(f.source.find("constexpr int D = 72") != std::string::npos);
+    CHECK(f.source.find("col > row") != std::string::npos);  // the causal mask is compiled in
+    CHECK(f.source.find("extern \"C\" __global__") != std::string::npos);
+    CHECK(f.source.find(f.name) != std::string::npos);
+    CHECK(f.source.find("#include <") == std::string::npos);  // no toolkit headers: NVRTC 13 has none
+    s.scale = 0.5;
+    CHECK(generate_attention_forward(s).source != f.source);  // scale is compiled in
+    s.scale = 0.25;
+    s.causal = false;
+    CHECK(generate_attention_forward(s).source.find("col > row") == std::string::npos);
+    s.causal = true;
+  }
+  s.math = AttentionMath::Tf32;
+  CHECK(generate_attention_forward(s).source.find("mma_tf32") != std::string::npos);
+  CHECK(generate_attention_forward(s).source.find("split_tf32") != std::string::npos);  // float32: 3xTF32
+  s.dtype = kBFloat16;
+  CHECK(generate_attention_forward(s).source.find("split_tf32") == std::string::npos);
+}
+
+TEST_CASE("codegen: attention specs outside the kernels' range are rejected") {
+  AttentionSpec s;
+  s.head_dim = 0;
+  CHECK_THROWS_AS(generate_attention_forward(s), ShapeError);
+  s.head_dim = 257;
+  CHECK_THROWS_AS(generate_attention_forward(s), ShapeError);
+  s.head_dim = 200;
+  s.math = AttentionMath::Tf32;
+  CHECK_THROWS_AS(generate_attention_backward(s), ShapeError);
+  s.math = AttentionMath::Ffma;
+  CHECK_NOTHROW(generate_attention_backward(s));
+  s.dtype = kFloat64;
+  CHECK_THROWS_WITH_AS(generate_attention_forward(s), doctest::Contains("float64"), DTypeError);
+  s.dtype = kFloat32;
+  s.head_dim = 64;
+  s.math = AttentionMath::Tf32;
+  s.block_m = 24;  // not a multiple of a warp's 16 rows
+  CHECK_THROWS_AS(generate_attention_forward(s), ValueError);
+  s.block_m = 32;
+  s.block_n = 48;  // 3 warps backward cannot split 2 row blocks of dq
+  CHECK_THROWS_AS(generate_attention_backward(s), ValueError);
+  s.math = AttentionMath::Ffma;
+  s.head_dim = 256;
+  s.block_m = s.block_n = 256;  // far past the shared memory of a block
+  CHECK_THROWS_WITH_AS(generate_attention_forward(s), doctest::Contains("shared memory"), ValueError);
+}
+
+// ============================================================================ NVRTC
+
+#if MINIDL_WITH_CUDA
+TEST_CASE("codegen: every kind of attention kernel compiles under NVRTC for sm_90") {
+  const auto opts = jit::compile_options("sm_90");
+  struct Variant {
+    AttentionMath math;
+    DType dtype;
+    int d;
+    bool causal;
+  };
+  const std::vector<Variant> variants = {
+      {AttentionMath::Ffma, kFloat32, 16, false},  {AttentionMath::Ffma, kFloat32, 40, true},
+      {AttentionMath::Ffma, kFloat32, 128, false}, {AttentionMath::Ffma, kFloat32, 256, true},
+      {AttentionMath::Ffma, kFloat16, 72, true},   {AttentionMath::Ffma, kBFloat16, 24, false},
+      {AttentionMath::Tf32, kFloat32, 24, true},   {AttentionMath::Tf32, kFloat32, 64, false},
+      {AttentionMath::Tf32, kFloat32, 128, true},  {AttentionMath::Tf32, kFloat16, 72, false},
+      {AttentionMath::Tf32, kBFloat16, 128, true}, {AttentionMath::Tf32, kBFloat16, 40, false},
+      {AttentionMath::Ffma, kFloat16, 37, false},  {AttentionMath::Tf32, kFloat32, 37, true},
+  };
+  for (const Variant& v : variants) {
+    AttentionSpec s;
+    s.math = v.math;
+    s.dtype = v.dtype;
+    s.head_dim = v.d;
+    s.causal = v.causal;
+    s.unit_d_stride = v.d != 40;
+    for (const GeneratedKernel& k :
+         {generate_attention_forward(s), generate_attention_backward(s), generate_attention_backward_delta(s)}) {
+      INFO(k.name);
+      const std::string cubin = jit::compile_cubin(k.name, k.source, opts);
+      CHECK(cubin.size() > 1000);
+      CHECK(cubin.compare(0, 4, "\x7f" "ELF") == 0);
+    }
+  }
+}
+
+TEST_CASE("codegen: an NVRTC failure raises CompileError with the log and the dumped source") {
+  const std::string bad = "extern \"C\" __global__ void broken() { undefined_thing(); }\n";
+  try {
+    jit::compile_cubin("minidl_test_broken", bad, jit::compile_options("sm_90"));
+    FAIL("no exception");
+  } catch (const jit::JitCompileError& e) {
+    CHECK(std::string(e.what()).find("[jit]") == 0);
+    CHECK(e.log().find("undefined_thing") != std::string::npos);
+    REQUIRE(fs::exists(e.source_path()));
+    std::ifstream f(e.source_path());
+    CHECK(std::string(std::istreambuf_iterator<char>(f), {}) == bad);
+    fs::remove(e.source_path());
+  }
+}
+#endif
+
+// ============================================================================ emulated results
+
+TEST_CASE("codegen: emulated FFMA attention matches float64 (float32, odd sizes, causal, strided)") {
+  if (!emulator_or_skip("emulated FFMA attention")) return;
+  EmulatorBackend be;
+  check_attention({AttentionMath::Ffma, kFloat32, 40, 17, 17, 2, true, false}, be);
+  check_attention({AttentionMath::Ffma, kFloat32, 24, 1, 1, 1, false, false}, be);
+  check_attention({AttentionMath::Ffma, kFloat32, 72, 70, 70, 1, true, true}, be);
+  check_attention({AttentionMath::Ffma, kFloat32, 16, 100, 37, 1, false, false}, be);
+  check_attention({AttentionMath::Ffma, kFloat32, 40, 50, 50, 1, true, false, 32, 32}, be);
+  check_attention({AttentionMath::Ffma, kFloat32, 37, 45, 45, 1, true, false}, be);  // d not a multiple of 4
+}
+
+TEST_CASE("codegen: emulated TF32 attention matches float64 (3xTF32 keeps float32 accuracy)") {
+  if (!emulator_or_skip("emulated TF32 attention")) return;
+  EmulatorBackend be;
+  check_attention({AttentionMath::Tf32, kFloat32, 40, 17, 17, 2, true, false}, be);
+  check_attention({AttentionMath::Tf32, kFloat32, 72, 70, 70, 1, true, true}, be);
+  check_attention({AttentionMath::Tf32, kFloat32, 64, 1, 1, 1, false, false}, be);
+  check_attention({AttentionMath::Tf32, kFloat32, 24, 100, 37, 1, false, false}, be);
+  // other tiles: 1 or 2 warps forward, 8 or 2 warps backward
+  check_attention({AttentionMath::Tf32, kFloat32, 40, 50, 50, 1, true, false, 16, 128}, be);
+  check_attention({AttentionMath::Tf32, kFloat32, 24, 70, 45, 1, false, true, 32, 32}, be);
+  check_attention({AttentionMath::Tf32, kFloat32, 40, 70, 70, 1, true, false, 0, 0, false}, be);  // plain loads
+  check_attention({AttentionMath::Tf32, kFloat32, 37, 45, 45, 1, true, false}, be);  // odd d
+}
+
+TEST_CASE("codegen: emulated attention in float16 and bfloat16 (float32 accumulation)") {
+  if (!emulator_or_skip("emulated 16-bit attention")) return;
+  EmulatorBackend be;
+  check_attention({AttentionMath::Ffma, kFloat16, 24, 33, 33, 1, true, false}, be);
+  check_attention({AttentionMath::Tf32, kBFloat16, 64, 33, 33, 1, true, false}, be);
+  check_attention({AttentionMath::Tf32, kFloat16, 40, 20, 20, 1, false, true}, be);
+  check_attention({AttentionMath::Ffma, kBFloat16, 128, 9, 9, 1, false, false}, be);
+}
+
+// ============================================================================ GPU
+
+#if MINIDL_WITH_CUDA
+TEST_CASE("codegen gpu: attention kernels match float64 (seq 1, 17, 1000; odd head dims; causal; strided)") {
+  if (!testing::gpu_or_skip("codegen gpu: attention kernels")) return;
+  GpuBackend be;
+  for (AttentionMath m : {AttentionMath::Ffma, AttentionMath::Tf32}) {
+    check_attention({m, kFloat32, 40, 17, 17, 2, true, false}, be);
+    check_attention({m, kFloat32, 64, 1, 1, 3, false, false}, be);
+    check_attention({m, kFloat32, 72, 1000, 1000, 2, true, true}, be);
+    check_attention({m, kFloat32, 128, 1000, 1000, 1, false, false}, be);
+    check_attention({m, kFloat32, 24, 1000, 333, 2, false, true}, be);
+    check_attention({m, kFloat32, 16, 257, 257, 2, true, false}, be);
+    check_attention({m, kFloat32, 37, 200, 200, 2, true, false}, be);
+    check_attention({m, kFloat16, 72, 1000, 1000, 1, true, false}, be);
+    check_attention({m, kBFloat16, 128, 333, 333, 2, false, true}, be);
+  }
+  check_attention({AttentionMath::Ffma, kFloat32, 256, 300, 300, 1, true, false}, be);
+  check_attention({AttentionMath::Ffma, kFloat32, 200, 77, 77, 1, false, true}, be);
+}
+
+TEST_CASE("codegen gpu: fused_attention_forward/backward match float64 autograd on strided device views") {
+  if (!testing::gpu_or_skip("codegen gpu: fused_attention API")) return;
+  const int64_t B = 3, N = 77, d = 40;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  for (DType dt : {kFloat32, kBFloat16}) {
+    for (bool causal : {false, true}) {
+      INFO(dtype_name(dt) << (causal ? " causal" : ""));
+      // q is a transposed view of (N, B, d) memory on the device; k, v, dout are contiguous.
+      const Tensor q = randn({N, B, d}).to(dt).cuda().transpose(0, 1);
+      const Tensor k = randn({B, N, d}).to(dt).cuda(), v = randn({B, N, d}).to(dt).cuda();
+      const Tensor dout = randn({B, N, d}).to(dt).cuda();
+      // float64 autograd on the same (rounded) values
+      Tensor q64 = q.cpu().to(kFloat64).requires_grad_(), k64 = k.cpu().to(kFloat64).requires_grad_();
+      Tensor v64 = v.cpu().to(kFloat64).requires_grad_();
+      Tensor s = matmul(q64, k64.transpose(1, 2)) * scale;
+      if (causal) s = masked_fill(s, triu(ones({N, N}), 1) > 0.0, -INFINITY);
+      const Tensor o64 = matmul(softmax(s, -1), v64);
+      const Tensor lse64 = log(sum(exp(s), {-1}));
+      sum(o64 * dout.cpu().to(kFloat64)).backward();
+
+      const cuda::AttentionOutputs out = cuda::fused_attention_forward(q, k, v, scale, causal);
+      const cuda::AttentionGrads g = cuda::fused_attention_backward(q, k, v, out.o, out.lse, dout, scale, causal);
+      const double tol = dt == kFloat32 ? 1e-5 : 3e-2;
+      CHECK(out.o.dtype() == dt);
+      CHECK(g.dq.dtype() == dt);
+      CHECK(testing::rel_error(out.o.cpu(), o64.detach()) < tol);
+      CHECK(testing::rel_error(out.lse.cpu(), lse64.detach()) < 1e-5);
+      CHECK(testing::rel_error(g.dq.cpu(), q64.grad()) < 2 * tol);
+      CHECK(testing::rel_error(g.dk.cpu(), k64.grad()) < 2 * tol);
+      CHECK(testing::rel_error(g.dv.cpu(), v64.grad()) < tol);
+    }
+  }
+}
+#endif
+
+// ============================================================================ fused groups
+
+TEST_CASE("codegen: fused groups are validated and specialised") {
+  FusedGroup g("bad", {4, 8});
+  const int x = g.input(kFloat32, {8, 1});
+  CHECK_THROWS_AS(g.unary("NoSuchOp", x), ValueError);
+  CHECK_THROWS_AS(g.binary("Add", x, 7), ValueError);
+  CHECK_THROWS_AS(g.binary("Add", x, g.cast(x, kFloat64)), DTypeError);
+  CHECK_THROWS_AS(generate_fused(g), ValueError);  // no outputs
+  const GeneratedKernel k = generate_fused(softmax_group(37, 77));
+  CHECK(k.source.find("implements graph nodes: %3 softmax") != std::string::npos);
+  CHECK(k.source.find("minidl::sop::Exp{}") != std::string::npos);  // the functor of core/scalar_ops.h
+  CHECK(k.source.find("constexpr int C = 77") != std::string::npos);
+  CHECK(fused_rows(softmax_group(37, 77)) == 37);
+  CHECK(fused_rows(bias_gelu_residual_group(37, 77)) == 37 * 77);
+}
+
+TEST_CASE("codegen: emulated fused groups match the eager CPU ops (softmax, layer_norm, bias+GELU, residual)") {
+  if (!emulator_or_skip("emulated fused groups")) return;
+  EmulatorBackend be;
+  check_fused_groups(be);
+}
+
+#if MINIDL_WITH_CUDA
+TEST_CASE("codegen: fused groups compile under NVRTC for sm_90") {
+  const auto opts = jit::compile_options("sm_90");
+  for (const FusedGroup& g : {softmax_group(37, 77), layer_norm_group(3, 1000), bias_gelu_residual_group(37, 77)}) {
+    const GeneratedKernel k = generate_fused(g);
+    INFO(k.name);
+    CHECK(jit::compile_cubin(k.name, k.source, opts).compare(0, 4, "\x7f" "ELF") == 0);
+  }
+}
+
+TEST_CASE("codegen gpu: fused groups match the eager CPU ops") {
+  if (!testing::gpu_or_skip("codegen gpu: fused groups")) return;
+  GpuBackend be;
+  check_fused_groups(be);
+}
+#endif
