@@ -45,12 +45,14 @@ MINIDL_HD float uniform_at(uint64_t seed, uint64_t offset, uint64_t i) {
   return uniform(draw(seed, offset + i).x);
 }
 
-/// Element i of a standard normal stream (Box-Muller on two words of draw i).
+/// Element i of a standard normal stream (Box-Muller on two words of draw i). Computed in double
+/// and rounded once to float, so the host's and the device's math libraries (which may differ
+/// by an ulp in float) give bit-identical values.
 MINIDL_HD float normal_at(uint64_t seed, uint64_t offset, uint64_t i) {
   U4 r = draw(seed, offset + i);
-  float u1 = (static_cast<float>(r.x >> 8) + 1.0f) * (1.0f / 16777216.0f);  // (0, 1]
-  float u2 = uniform(r.y);
-  return ::sqrtf(-2.0f * ::logf(u1)) * ::cosf(6.283185307179586f * u2);
+  const double u1 = (static_cast<double>(r.x >> 8) + 1.0) * (1.0 / 16777216.0);  // (0, 1]
+  const double u2 = static_cast<double>(r.y >> 8) * (1.0 / 16777216.0);
+  return static_cast<float>(::sqrt(-2.0 * ::log(u1)) * ::cos(6.283185307179586 * u2));
 }
 
 }  // namespace philox

@@ -324,6 +324,11 @@ class Matmul : public Primitive {
 
 // ---- indexing (core/ops/index.cpp)
 
+/// Throws the IndexError for ids[position] = id outside [0, n): one message for the CPU and CUDA
+/// paths of embedding, embedding_backward and one_hot. `range` says what n counts.
+[[noreturn]] void throw_id_out_of_range(const char* op, int64_t id, int64_t position, const Shape& ids_shape,
+                                        const std::string& range, int64_t n);
+
 /// weight (V, D), ids (...) -> (..., D).
 class Embedding : public Primitive {
  public:

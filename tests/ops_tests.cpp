@@ -1691,7 +1691,7 @@ TEST_CASE("gradcheck composite graphs") {
                             {in({4, 3}), in({4, 3}), in({4, 3}, T)},
                             [](const std::vector<Tensor>& x) {
                               Tensor s = matmul(x[0], x[1].t()) / std::sqrt(3.0);
-                              Tensor m = triu(ones({4, 4}, {.dtype = kBool}), 1);
+                              Tensor m = triu(ones({4, 4}, {.dtype = kBool, .device = s.device()}), 1);
                               return matmul(softmax(masked_fill(s, m, -INFINITY), -1), x[2]);
                             }));
   check_composite(composite("mlp: layer_norm, matmul, gelu, cross_entropy",

@@ -4,6 +4,7 @@
 // (synchronizing) to raise the CPU's IndexError.
 #include "core/cuda/common.cuh"
 #include "core/cuda/kernels.h"
+#include "core/primitives.h"
 
 namespace minidl::cuda {
 
@@ -83,15 +84,13 @@ struct BadIdFlag {
   }
 
   /// Reads the flag back (synchronizing) and throws the CPU's IndexError for a bad id.
-  void check(const Tensor& ids, int64_t size, const char* op, const char* what) const {
+  void check(const Tensor& ids, int64_t size, const char* op, const std::string& range) const {
     unsigned long long pos = 0;
     memcpy(&pos, kCPU, ptr, buffer.device(), sizeof(pos));
     if (pos == kNoBadId) return;
     const int64_t at = static_cast<int64_t>(pos);
     const int64_t id = ids.reshape({-1}).slice(0, at, at + 1).item<int64_t>();
-    throw IndexError(
-        fmt::format("[{}] index {} at position {} of the ids {} is out of range for {} of size {}",
-                    op, id, at, shape_str(ids.shape()), what, size));
+    throw_id_out_of_range(op, id, at, ids.shape(), range, size);
   }
 };
 
@@ -148,7 +147,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids_in) {
       throw_unsupported_dtype("embedding", w.dtype());
   }
   MINIDL_CUDA_CHECK_LAUNCH("embedding");
-  flag.check(ids, num_rows, "embedding", "a weight");
+  flag.check(ids, num_rows, "embedding", "a weight of shape " + shape_str(w.shape()));
   return out;
 }
 
@@ -192,7 +191,7 @@ Tensor embedding_backward(const Tensor& g_in, const Tensor& ids_in, int64_t num_
       convert(out, acc);
     }
   });
-  flag.check(ids, num_rows, "embedding_backward", "a weight");
+  flag.check(ids, num_rows, "embedding_backward", fmt::format("a weight of {} rows", num_rows));
   return out;
 }
 
@@ -225,7 +224,7 @@ Tensor one_hot(const Tensor& ids_in, int64_t num_classes, DType dtype) {
                                        dptr<scalar_t>(out), n, num_classes, one, flag.ptr);
   });
   MINIDL_CUDA_CHECK_LAUNCH("one_hot");
-  flag.check(ids, num_classes, "one_hot", "num_classes");
+  flag.check(ids, num_classes, "one_hot", fmt::format("{} classes", num_classes));
   return out;
 }
 

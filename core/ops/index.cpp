@@ -9,6 +9,12 @@
 
 namespace minidl {
 
+void throw_id_out_of_range(const char* op, int64_t id, int64_t position, const Shape& ids_shape,
+                           const std::string& range, int64_t n) {
+  throw IndexError(fmt::format("[{}] index {} at position {} of the ids {} is out of range for {} (valid: 0 to {})",
+                               op, id, position, shape_str(ids_shape), range, n - 1));
+}
+
 namespace {
 
 // The ids of an index tensor as int64 (CPU, contiguous), each checked to lie in [0, n);
@@ -16,9 +22,7 @@ namespace {
 std::vector<int64_t> checked_ids(const Tensor& ids, int64_t n, const char* op, const std::string& range) {
   std::vector<int64_t> v = ids.to_vector<int64_t>();
   for (size_t i = 0; i < v.size(); ++i)
-    MINIDL_CHECK(v[i] >= 0 && v[i] < n, IndexError,
-                 "[{}] index {} at position {} of the ids {} is out of range for {} (valid: 0 to {})",
-                 op, v[i], i, shape_str(ids.shape()), range, n - 1);
+    if (v[i] < 0 || v[i] >= n) throw_id_out_of_range(op, v[i], static_cast<int64_t>(i), ids.shape(), range, n);
   return v;
 }
 
