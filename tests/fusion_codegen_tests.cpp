@@ -32,7 +32,10 @@ struct FnCase {
   std::vector<Tensor> inputs;  // CPU, float32; each case runs with all of them requiring grad
 };
 
-Tensor causal_mask(int64_t n, int64_t m) { return triu(ones({n, m}, {.dtype = kBool}), 1); }
+// True above the diagonal of the last two dims of x, on x's device.
+Tensor causal_mask(const Tensor& x) {
+  return triu(ones({x.size(-2), x.size(-1)}, {.dtype = kBool, .device = x.device()}), 1);
+}
 
 // The functions the fusion pass meets most, at small odd sizes (the emulator runs a thread per fiber).
 std::vector<FnCase> fn_cases() {
@@ -51,12 +54,12 @@ std::vector<FnCase> fn_cases() {
        {randn({6, 37}), randn({6, 37})}},
       {"masked_softmax",  // no matmul with V after it, so not attention: a row group
        [](const std::vector<Tensor>& x) {
-         return softmax(masked_fill(x[0] * 0.125, causal_mask(9, 19), -INFINITY), -1) * x[1];
+         return softmax(masked_fill(x[0] * 0.125, causal_mask(x[0]), -INFINITY), -1) * x[1];
        },
        {randn({2, 3, 9, 19}) * 4.0, randn({2, 3, 9, 19})}},
       {"masked_log_softmax",  // a finite fill and log_softmax: the matcher leaves it to the fusion pass
        [](const std::vector<Tensor>& x) {
-         return log_softmax(masked_fill(x[0] / 3.0, causal_mask(11, 11), -1e9), -1) * x[1];
+         return log_softmax(masked_fill(x[0] / 3.0, causal_mask(x[0]), -1e9), -1) * x[1];
        },
        {randn({2, 11, 11}), randn({2, 11, 11})}},
       {"mlp",
@@ -202,10 +205,6 @@ void check_on_emulator(const std::vector<Lowered>& groups) {
   }
 }
 
-size_t count_groups(const Plan& p) {
-  return p.forward.count("fusion_group") + p.backward.graph.count("fusion_group");
-}
-
 }  // namespace
 
 // ============================================================================ lowering
@@ -226,7 +225,7 @@ TEST_CASE("fusion codegen: a group lowers to one kernel specialised on its input
   manual_seed(5);
   CompiledFunction f = compile(
       [](const std::vector<Tensor>& x) {
-        return softmax(masked_fill(x[0] * 0.125, causal_mask(6, 6), -1e9), -1) + x[1];
+        return softmax(masked_fill(x[0] * 0.125, causal_mask(x[0]), -1e9), -1) + x[1];
       },
       {.name = "spec", .check_graphs = true});
   f.call1({randn({2, 6, 6}), randn({6})});
@@ -321,7 +320,7 @@ TEST_CASE("fusion codegen gpu: compiled functions run every fusion group as one 
       reset_fusion_group_stats();
       const Tensor oc = f.call1(xc);
       oc.backward(dout.cuda());
-      const size_t groups = count_groups(f.plan());
+      const size_t groups = f.plan().forward.count("fusion_group") + f.plan().backward.graph.count("fusion_group");
       CHECK(groups >= 1);
       FusionGroupStats s = fusion_group_stats();
       CHECK(s.kernel_launches == static_cast<int64_t>(groups));
