@@ -1,5 +1,5 @@
-// The CPU path of the compiler (and CUDA's until generated kernels take over): nodes run one by
-// one through apply(), which picks each primitive's kernel for the inputs' device.
+// Running a plan's graph: nodes run one by one through apply(), which picks each primitive's
+// kernel for the inputs' device (on CUDA, a fusion group's generated kernel; NOTE [Fusion groups]).
 #include "compiler/graph.h"
 
 namespace minidl {

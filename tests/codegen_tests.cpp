@@ -1,7 +1,6 @@
 // The code generators: the source builder, the attention kernels' source, NVRTC compilation of
 // every kind of generated kernel for sm_90 (CUDA builds; no GPU needed), and the kernels' results
 // on a CPU emulator of the GPU (tests/cuda_emu.h) against a float64 reference.
-#include <dlfcn.h>
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -22,6 +21,7 @@
 #include "compiler/codegen/fusion.h"
 #include "compiler/codegen/source_builder.h"
 #include "compiler/jit.h"
+#include "emulated_kernels.h"
 #include "test_utils.h"
 #if MINIDL_WITH_CUDA
 #include <cuda_runtime.h>
@@ -33,73 +33,7 @@ using namespace minidl::codegen;
 
 namespace {
 
-// ============================================================================ emulator harness
-
-// Host compiler for the emulated kernels; empty where none works.
-const std::string& host_compiler() {
-  static const std::string cxx = [] {
-    for (const char* c : {static_cast<const char*>(std::getenv("CXX")), "c++", "g++"}) {
-      if (c && *c && std::system((std::string(c) + " --version > /dev/null 2>&1").c_str()) == 0) return std::string(c);
-    }
-    return std::string();
-  }();
-  return cxx;
-}
-
-bool emulator_or_skip(const char* test) {
-#if defined(__x86_64__)
-  if (!host_compiler().empty()) return true;
-  std::printf("[minidl tests] skipped '%s': no host C++ compiler to build emulated kernels\n", test);
-#else
-  std::printf("[minidl tests] skipped '%s': the kernel emulator switches fibers with x86-64 code\n", test);
-#endif
-  return false;
-}
-
-void write_text(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << text;
-}
-
-// A generated kernel built for the CPU emulator and loaded: run() executes a 1-D grid.
-class EmulatedKernel {
- public:
-  EmulatedKernel(const GeneratedKernel& k, const std::string& params_type) : k_(k) {
-    dir_ = fs::temp_directory_path() / fmt::format("minidl-emu-{}", ::getpid()) / k.name;
-    const fs::path& dir = dir_;
-    for (const auto& h : embedded_headers()) write_text(dir / h.name, h.text);
-    write_text(dir / "kernel.cpp",
-               fmt::format("#include \"cuda_emu.h\"\n{}\nextern \"C\" void minidl_emu_run(unsigned grid, const void* p) {{\n"
-                           "  emu::launch(grid, {}, {}, [&] {{ {}(*static_cast<const minidl::{}*>(p)); }});\n}}\n",
-                           k.source, k.threads, k.smem_bytes, k.name, params_type));
-    const fs::path tests = fs::path(__FILE__).parent_path();
-    const std::string cmd = fmt::format("{} -std=c++17 -O1 -march=native -fPIC -shared -w -I{} -I{} -I{} -o {} {} 2> {}",
-                                        host_compiler(), dir.string(), tests.string(), tests.parent_path().string(),
-                                        (dir / "kernel.so").string(), (dir / "kernel.cpp").string(),
-                                        (dir / "build.log").string());
-    if (std::system(cmd.c_str()) != 0) {
-      std::ifstream log(dir / "build.log");
-      FAIL("emulated build of " << k.name << " failed:\n" << std::string(std::istreambuf_iterator<char>(log), {}));
-    }
-    lib_ = dlopen((dir / "kernel.so").c_str(), RTLD_NOW | RTLD_LOCAL);
-    REQUIRE_MESSAGE(lib_ != nullptr, dlerror());
-    run_ = reinterpret_cast<void (*)(unsigned, const void*)>(dlsym(lib_, "minidl_emu_run"));
-    REQUIRE(reinterpret_cast<void*>(run_) != nullptr);
-  }
-  ~EmulatedKernel() {
-    if (lib_) dlclose(lib_);
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  void run(long long blocks, const void* params) const { run_(static_cast<unsigned>(blocks), params); }
-  const GeneratedKernel& kernel() const { return k_; }
-
- private:
-  GeneratedKernel k_;
-  fs::path dir_;  // kept when the build fails, for its log
-  void* lib_ = nullptr;
-  void (*run_)(unsigned, const void*) = nullptr;
-};
+// ============================================================================ launches
 
 long long blocks_for(const GeneratedKernel& k, int batch, int rows) {
   return static_cast<long long>(batch) * ((rows + k.tile - 1) / k.tile);
@@ -269,17 +203,13 @@ class EmulatorBackend : public Backend {
   void to_host(void*, const void*, size_t) override {}
   void run(const GeneratedKernel& k, long long blocks, const void* params) override {
     auto it = kernels_.find(k.source);
-    if (it == kernels_.end()) {
-      // The parameter block type, from the signature "<name>(const minidl::<Type> p)".
-      const size_t at = k.source.find("const minidl::", k.source.find(k.name + "(")) + 14;
-      const std::string type = k.source.substr(at, k.source.find(' ', at) - at);
-      it = kernels_.emplace(k.source, std::make_unique<EmulatedKernel>(k, type)).first;
-    }
-    it->second->run(blocks, params);
+    if (it == kernels_.end())
+      it = kernels_.emplace(k.source, std::make_unique<testing::EmulatedKernels>(std::vector<GeneratedKernel>{k})).first;
+    it->second->run(0, blocks, params);
   }
 
  private:
-  std::map<std::string, std::unique_ptr<EmulatedKernel>> kernels_;
+  std::map<std::string, std::unique_ptr<testing::EmulatedKernels>> kernels_;
 };
 
 // Runs the generated forward and backward of case c on a backend and checks every output against
@@ -615,7 +545,7 @@ TEST_CASE("codegen: an NVRTC failure raises CompileError with the log and the du
 // ============================================================================ emulated results
 
 TEST_CASE("codegen: emulated FFMA attention matches float64 (float32, odd sizes, causal, strided)") {
-  if (!emulator_or_skip("emulated FFMA attention")) return;
+  if (!testing::emulator_or_skip("emulated FFMA attention")) return;
   EmulatorBackend be;
   check_attention({AttentionMath::Ffma, kFloat32, 40, 17, 17, 2, true, false}, be);
   check_attention({AttentionMath::Ffma, kFloat32, 24, 1, 1, 1, false, false}, be);
@@ -626,7 +556,7 @@ TEST_CASE("codegen: emulated FFMA attention matches float64 (float32, odd sizes,
 }
 
 TEST_CASE("codegen: emulated TF32 attention matches float64 (3xTF32 keeps float32 accuracy)") {
-  if (!emulator_or_skip("emulated TF32 attention")) return;
+  if (!testing::emulator_or_skip("emulated TF32 attention")) return;
   EmulatorBackend be;
   check_attention({AttentionMath::Tf32, kFloat32, 40, 17, 17, 2, true, false}, be);
   check_attention({AttentionMath::Tf32, kFloat32, 72, 70, 70, 1, true, true}, be);
@@ -640,7 +570,7 @@ TEST_CASE("codegen: emulated TF32 attention matches float64 (3xTF32 keeps float3
 }
 
 TEST_CASE("codegen: emulated attention in float16 and bfloat16 (float32 accumulation)") {
-  if (!emulator_or_skip("emulated 16-bit attention")) return;
+  if (!testing::emulator_or_skip("emulated 16-bit attention")) return;
   EmulatorBackend be;
   check_attention({AttentionMath::Ffma, kFloat16, 24, 33, 33, 1, true, false}, be);
   check_attention({AttentionMath::Tf32, kBFloat16, 64, 33, 33, 1, true, false}, be);
@@ -722,7 +652,7 @@ TEST_CASE("codegen: fused groups are validated and specialised") {
 }
 
 TEST_CASE("codegen: emulated fused groups match the eager CPU ops (softmax, layer_norm, bias+GELU, residual)") {
-  if (!emulator_or_skip("emulated fused groups")) return;
+  if (!testing::emulator_or_skip("emulated fused groups")) return;
   EmulatorBackend be;
   check_fused_groups(be);
 }

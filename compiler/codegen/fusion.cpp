@@ -60,6 +60,15 @@ const char* storage_type(DType t) {
   }
 }
 
+// A conversion to the compute type of t, rounded as storing in t rounds (float16, bfloat16), so a
+// cast inside a kernel gives what the cast op gives.
+std::string cast_expr(DType t, const std::string& v) {
+  const std::string c = fmt::format("static_cast<{}>({})", compute_type(t), v);
+  if (t == kFloat16) return fmt::format("minidl::dev::f16_to_float(minidl::dev::float_to_f16({}))", c);
+  if (t == kBFloat16) return fmt::format("minidl::dev::bf16_to_float(minidl::dev::float_to_bf16({}))", c);
+  return c;
+}
+
 std::string literal(double v, DType t) {
   switch (t) {
     case kBool: return v != 0 ? "true" : "false";
@@ -160,7 +169,7 @@ class FusedEmitter {
       case FusedOpKind::Unary: return fmt::format("minidl::sop::{}{{}}({})", x.functor, arg(0));
       case FusedOpKind::Binary: return fmt::format("minidl::sop::{}{{}}({}, {})", x.functor, arg(0), arg(1));
       case FusedOpKind::Where: return fmt::format("minidl::sop::Where{{}}({}, {}, {})", arg(0), arg(1), arg(2));
-      case FusedOpKind::Cast: return fmt::format("static_cast<{}>({})", compute_type(x.dtype), arg(0));
+      case FusedOpKind::Cast: return cast_expr(x.dtype, arg(0));
       default: return "";
     }
   }

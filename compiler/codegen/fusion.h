@@ -2,8 +2,8 @@
 // bias + GELU, residual adds). A FusedGroup is a small self-contained program over one iteration
 // shape: values computed from inputs (any strides: a stride of 0 broadcasts), constants,
 // pointwise functors of core/scalar_ops.h (the names Primitive::codegen_functor() returns) and
-// reductions over the last dim. The compiler's fusion plan translates into it; plain matmuls
-// stay on cuBLAS.
+// reductions over the last dim. The compiler's fusion groups translate into it
+// (compiler/codegen/lower_group.h); plain matmuls stay on cuBLAS.
 //
 //   FusedGroup g("softmax", {rows, C});                  // softmax over the last dim
 //   int x = g.input(kFloat32, {C, 1});

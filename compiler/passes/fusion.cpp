@@ -16,8 +16,9 @@ bool is_elementwise(const GraphNode& n) {
 }
 
 bool is_row_op(const Graph& g, const GraphNode& n) {
-  if (const auto* s = dynamic_cast<const Softmax*>(n.op.get()))
-    return s->dim() + 1 == static_cast<int64_t>(g.meta(n.outputs[0]).shape.size());
+  const auto rank = static_cast<int64_t>(g.meta(n.outputs[0]).shape.size());
+  if (const auto* s = dynamic_cast<const Softmax*>(n.op.get())) return s->dim() + 1 == rank;
+  if (const auto* s = dynamic_cast<const SoftmaxBackward*>(n.op.get())) return s->dim() + 1 == rank;
   return dynamic_cast<const LayerNorm*>(n.op.get()) != nullptr;
 }
 
