@@ -1,7 +1,7 @@
 # Installs a minidl build into a temporary prefix, then configures, builds and runs the
 # consumer project against it. Run by CTest (tests/CMakeLists.txt):
 #   cmake -DBUILD_DIR=... -DCONSUMER_DIR=... -DWORK_DIR=... -DGENERATOR=... -DCXX_COMPILER=...
-#         -DBUILD_TYPE=... [-DCUDA_ROOT=...] -P install_test.cmake
+#         -DBUILD_TYPE=... [-DCUDA_ROOT=...] [-DREADELF=...] -P install_test.cmake
 foreach(var BUILD_DIR CONSUMER_DIR WORK_DIR GENERATOR CXX_COMPILER BUILD_TYPE)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "install_test.cmake: ${var} is not set")
@@ -26,4 +26,8 @@ run(${CMAKE_COMMAND} -S ${CONSUMER_DIR} -B ${WORK_DIR}/build -G ${GENERATOR}
     -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=${BUILD_TYPE}
     -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix ${cuda_args})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
+if(READELF)
+  include(${CMAKE_CURRENT_LIST_DIR}/../check_no_driver.cmake)
+  check_no_driver(${READELF} ${WORK_DIR}/build/consumer)
+endif()
 run(${WORK_DIR}/build/consumer)
