@@ -64,8 +64,32 @@ double median_ms(int reps, F f) {
   return t[t.size() / 2];
 }
 
+// Sets MINIDL_ATTENTION_TILES to one configuration of --tiles ("" or "default": unset).
+void use_tiles(const std::string& tiles) {
+  if (tiles.empty() || tiles == "default")
+    ::unsetenv("MINIDL_ATTENTION_TILES");
+  else
+    ::setenv("MINIDL_ATTENTION_TILES", tiles.c_str(), 1);
+}
+
+// ';'-separated configurations; without --tiles, the environment's one.
+std::vector<std::string> tile_configs(const std::string& arg) {
+  if (arg.empty()) {
+    const char* env = std::getenv("MINIDL_ATTENTION_TILES");
+    return {env ? env : "default"};
+  }
+  std::vector<std::string> v;
+  size_t start = 0;
+  while (start <= arg.size()) {
+    const size_t end = std::min(arg.find(';', start), arg.size());
+    if (end > start) v.push_back(arg.substr(start, end - start));
+    start = end + 1;
+  }
+  return v;
+}
+
 int run(const std::vector<std::string>& args) {
-  std::string dims = "16,32,64,128", lens = "1024,4096,16384", maths = "ffma,tf32", dtype = "float32";
+  std::string dims = "16,32,64,128", lens = "1024,4096,16384", maths = "ffma,tf32", dtype = "float32", tiles;
   int64_t bh = 8;
   int reps = 10;
   bool causal = false, compile_only = false;
@@ -82,23 +106,32 @@ int run(const std::vector<std::string>& args) {
     else if (a == "--bh") bh = std::stoll(next());
     else if (a == "--reps") reps = std::stoi(next());
     else if (a == "--causal") causal = true;
+    else if (a == "--tiles") tiles = next();
     else if (a == "--compile-only") compile_only = true;
     else {
       std::printf("usage: minidl-bench attention-kernels [--d 16,32,64,128] [--n 1024,4096,16384] [--bh 8]\n"
                   "         [--math ffma,tf32] [--dtype float32|float16|bfloat16] [--causal] [--reps 10]\n"
+                  "         [--tiles 'CONFIG;CONFIG...']  (each a MINIDL_ATTENTION_TILES value, or default)\n"
                   "         [--compile-only]   (no GPU needed: fill MINIDL_CACHE_DIR for a later GPU run)\n");
       return a == "--help" ? 0 : 2;
     }
   }
   const DType dt = dtype_from_string(dtype);
+  const std::vector<std::string> configs = tile_configs(tiles);
+  const char* env_tiles = std::getenv("MINIDL_ATTENTION_TILES");
+  const std::string saved_tiles = env_tiles ? env_tiles : "";
   if (compile_only) {
-    for (const std::string& math : str_list(maths)) {
-      ::setenv("MINIDL_ATTENTION_MATH", math.c_str(), 1);
-      for (int64_t d : int_list(dims))
-        for (const auto& k : cuda::fused_attention_kernels(d, dt, 1.0 / std::sqrt(static_cast<double>(d)), causal, true))
-          std::printf("%s: %zu bytes of cubin\n", k.name.c_str(), jit::compile_cached(k)->size());
+    for (const std::string& config : configs) {
+      use_tiles(config);
+      for (const std::string& math : str_list(maths)) {
+        ::setenv("MINIDL_ATTENTION_MATH", math.c_str(), 1);
+        for (int64_t d : int_list(dims))
+          for (const auto& k : cuda::fused_attention_kernels(d, dt, 1.0 / std::sqrt(static_cast<double>(d)), causal, true))
+            std::printf("%s: %zu bytes of cubin\n", k.name.c_str(), jit::compile_cached(k)->size());
+      }
     }
     ::unsetenv("MINIDL_ATTENTION_MATH");
+    use_tiles(saved_tiles);
     std::fprintf(stderr, "%s\n", format_stats(KernelCache::global().stats()).c_str());
     return 0;
   }
@@ -106,8 +139,10 @@ int run(const std::vector<std::string>& args) {
     std::fprintf(stderr, "attention-kernels: no GPU (%s)\n", cuda::unavailable_reason().c_str());
     return 1;
   }
-  std::printf("| math | dtype | d | seq_len | causal | fwd_ms | fwd_TFLOP/s | bwd_ms | bwd_TFLOP/s | first_call_ms |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  std::printf("| tiles | math | dtype | d | seq_len | causal | fwd_ms | fwd_TFLOP/s | bwd_ms | bwd_TFLOP/s | first_call_ms |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (const std::string& config : configs) {
+  use_tiles(config);
   for (const std::string& math : str_list(maths)) {
     ::setenv("MINIDL_ATTENTION_MATH", math.c_str(), 1);  // read by every launch
     for (int64_t d : int_list(dims)) {
@@ -126,14 +161,17 @@ int run(const std::vector<std::string>& args) {
         const double bwd =
             median_ms(reps, [&] { cuda::fused_attention_backward(q, k, v, out.o, out.lse, dout, scale, causal); });
         const double flops = 4.0 * bh * n * n * d * (causal ? 0.5 : 1.0);
-        std::printf("| %s | %s | %lld | %lld | %s | %.3f | %.1f | %.3f | %.1f | %.0f |\n", math.c_str(), dtype_name(dt),
+        std::printf("| %s | %s | %s | %lld | %lld | %s | %.3f | %.1f | %.3f | %.1f | %.0f |\n", config.c_str(),
+                    math.c_str(), dtype_name(dt),
                     static_cast<long long>(d), static_cast<long long>(n), causal ? "yes" : "no", fwd,
                     flops / fwd / 1e9, bwd, 2.5 * flops / bwd / 1e9, first);
         std::fflush(stdout);
       }
     }
   }
+  }
   ::unsetenv("MINIDL_ATTENTION_MATH");
+  use_tiles(saved_tiles);
   std::fprintf(stderr, "%s\n", format_stats(KernelCache::global().stats()).c_str());
   return 0;
 }

@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <tuple>
 
 #include "compiler/codegen/attention.h"
@@ -68,23 +69,53 @@ bool unit_d_stride(std::initializer_list<const Tensor*> ts) {
 
 enum class Kind { Forward, Delta, Backward };
 
-// MINIDL_ATTENTION_TILES="fwd=64x64,bwd=32x64" overrides the generators' default tiles
-// (block_m x block_n) of the forward and/or backward kernels, for tuning without a rebuild.
-std::pair<int, int> tiles_from_env(Kind kind) {
+// MINIDL_ATTENTION_TILES overrides the generators' default tiles (block_m x block_n) and, for the
+// float32 Tf32 kernels, which tiles are split at load, for tuning without a rebuild. Entries,
+// comma-separated: <fwd|bwd>[@<head dim>]=<M>x<N>[:<split tiles>], e.g.
+// "fwd=64x64,bwd=32x64:q+do+ds,bwd@128=32x128:q+do". An entry for the head dim wins over one
+// without; 0x0 keeps the default tiles; split tiles as codegen::parse_split_tiles reads them.
+struct TileChoice {
+  int block_m = 0, block_n = 0;
+  std::optional<codegen::SplitTiles> split;
+};
+
+TileChoice tiles_from_env(Kind kind, int64_t head_dim) {
   const char* env = std::getenv("MINIDL_ATTENTION_TILES");
-  if (!env || kind == Kind::Delta) return {0, 0};
-  const std::string s = env, want = kind == Kind::Forward ? "fwd=" : "bwd=";
-  const size_t at = s.find(want);
-  if (at == std::string::npos) return {0, 0};
-  int m = 0, n = 0;
-  MINIDL_CHECK(std::sscanf(s.c_str() + at + want.size(), "%dx%d", &m, &n) == 2 && m > 0 && n > 0, ValueError,
-               "[{}] MINIDL_ATTENTION_TILES must look like fwd=64x64,bwd=32x64, got '{}'", kOp, s);
-  return {m, n};
+  TileChoice generic, specific;
+  bool have_specific = false;
+  if (!env || kind == Kind::Delta) return generic;
+  const std::string s = env, want = kind == Kind::Forward ? "fwd" : "bwd";
+  size_t start = 0;
+  while (start < s.size()) {
+    const size_t end = std::min(s.find(',', start), s.size());
+    const std::string entry = s.substr(start, end - start);
+    start = end + 1;
+    char kernel[4] = {};
+    int d = 0, m = 0, n = 0, used = 0;
+    const bool ok = std::sscanf(entry.c_str(), "%3[a-z]@%d=%dx%d%n", kernel, &d, &m, &n, &used) == 4 ||
+                    (d = 0, std::sscanf(entry.c_str(), "%3[a-z]=%dx%d%n", kernel, &m, &n, &used) == 3);
+    MINIDL_CHECK(ok && (std::string(kernel) == "fwd" || std::string(kernel) == "bwd") && m >= 0 && n >= 0 &&
+                     (static_cast<size_t>(used) == entry.size() || entry[used] == ':'),
+                 ValueError,
+                 "[{}] MINIDL_ATTENTION_TILES entries look like fwd=64x64, bwd@128=32x128 or bwd=32x64:q+do+ds, "
+                 "got '{}' in '{}'",
+                 kOp, entry, s);
+    if (kernel != want || (d != 0 && d != head_dim)) continue;
+    TileChoice& c = d != 0 ? specific : generic;
+    have_specific |= d != 0;
+    c.block_m = m;
+    c.block_n = n;
+    if (static_cast<size_t>(used) < entry.size()) c.split = codegen::parse_split_tiles(entry.substr(used + 1));
+  }
+  return have_specific ? specific : generic;
 }
 
 codegen::AttentionSpec spec_for(Kind kind, int64_t head_dim, DType dtype, double scale, bool causal, bool unit) {
   codegen::AttentionSpec s;
-  std::tie(s.block_m, s.block_n) = tiles_from_env(kind);
+  const TileChoice tiles = tiles_from_env(kind, head_dim);
+  s.block_m = tiles.block_m;
+  s.block_n = tiles.block_n;
+  s.split = tiles.split;
   const char* async = std::getenv("MINIDL_ATTENTION_ASYNC");  // "0": plain loads, for A/B timing
   s.async_copy = !(async && std::string(async) == "0");
   s.head_dim = static_cast<int>(head_dim);
@@ -110,9 +141,10 @@ const jit::LoadedKernel& kernel_for(Kind kind, const codegen::AttentionSpec& s) 
   static std::map<std::string, const jit::LoadedKernel*> memo;
   int device = 0;
   MINIDL_CUDA_CHECK(cudaGetDevice(&device), kOp);
-  const std::string key = fmt::format("{}|{}|{}|{}|{}|{:a}|{}|{}x{}|{}|{}", static_cast<int>(kind),
-                                      codegen::attention_math_name(s.math), static_cast<int>(s.dtype), s.head_dim,
-                                      s.causal, s.scale, s.unit_d_stride, s.block_m, s.block_n, s.async_copy, device);
+  const std::string key =
+      fmt::format("{}|{}|{}|{}|{}|{:a}|{}|{}x{}|{}|{}|{}", static_cast<int>(kind), codegen::attention_math_name(s.math),
+                  static_cast<int>(s.dtype), s.head_dim, s.causal, s.scale, s.unit_d_stride, s.block_m, s.block_n,
+                  s.async_copy, s.split ? codegen::split_tiles_name(*s.split) : "default", device);
   std::lock_guard<std::mutex> lock(mu);
   if (auto it = memo.find(key); it != memo.end()) return *it->second;
   const jit::LoadedKernel& k = jit::load(generate(kind, s));

@@ -11,7 +11,27 @@
 // filled with NaNs before every block, so reading unwritten shared memory poisons the result.
 //
 // The functions device.cuh writes in PTX (f16 conversions, TF32 rounding, mma.sync m16n8k8,
-// vector atomics, cp.async) are implemented here from the PTX ISA's definitions.
+// vector atomics, cp.async) are implemented here from the PTX ISA's definitions, except the
+// tensor cores' float32 accumulation, which follows the hardware: NOTE [Tensor-core accumulation].
+//
+// NOTE [Tensor-core accumulation]
+// mma.sync with float32 accumulation is not an IEEE sum. Measured on V100, A100 and H100 (Fasi,
+// Higham, Mikaitis, Pranesh, "Numerical behavior of NVIDIA tensor cores", PeerJ CS 2021; Khattak,
+// Mikaitis, "Accurate models of NVIDIA tensor cores", arXiv:2512.07004), one m16n8k8 step
+// computes each output as one fused sum of c and the eight products:
+//   1. the products a_k·b_k are exact (TF32 operands: 11-bit significands, 22-bit products);
+//   2. every addend (c and the products) is aligned to the largest exponent among them, and the
+//      bits below the accumulator's precision at that exponent are dropped (truncation);
+//   3. the aligned addends are summed exactly and the sum is normalised to float32 by
+//      truncation, i.e. rounded toward zero.
+// Step 3 makes every mma round toward zero, a bias of about half an ulp of the result per step:
+// a chain of L mma's into one accumulator drifts by ~L/2 ulps, so an accumulator that runs over
+// all N keys (L = 3N/8 with 3xTF32) has an error growing linearly with N. That is what the H200
+// showed (relative error 1.1e-5 at N = 1024, 3.6e-5 at N = 4096) and what IEEE round-to-nearest,
+// whose errors cancel, hides. The model below is steps 1-3 with kMmaAlignBits bits kept below
+// float32's 24 in step 2 (0: none; the hardware keeps at most a few) and one group of eight
+// products per step; compile a kernel with -DMINIDL_EMU_IEEE_MMA to get an IEEE float32 chain of
+// FMAs instead (the emulator before this model), e.g. to compare the two.
 #pragma once
 
 #if !defined(__x86_64__)
@@ -20,8 +40,11 @@
 
 #include <math.h>
 
+#include <climits>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -261,6 +284,61 @@ inline void launch(unsigned grid, unsigned block, size_t smem_bytes, std::functi
   e.current = nullptr;
 }
 
+
+// Bits the tensor cores' adder keeps below float32's 24 when it aligns the addends of one mma
+// step: NOTE [Tensor-core accumulation].
+#ifndef MINIDL_EMU_MMA_ALIGN_BITS
+#define MINIDL_EMU_MMA_ALIGN_BITS 0
+#endif
+constexpr int kMmaAlignBits = MINIDL_EMU_MMA_ALIGN_BITS;
+
+// float32 nearest to x in the direction of zero (x finite).
+inline float round_toward_zero(double x) {
+  float f = static_cast<float>(x);
+  if (std::fabs(static_cast<double>(f)) > std::fabs(x)) f = std::nextafter(f, 0.f);
+  return f;
+}
+
+#ifndef MINIDL_EMU_MMA_GROUP
+#define MINIDL_EMU_MMA_GROUP 8
+#endif
+constexpr int kMmaGroup = MINIDL_EMU_MMA_GROUP;
+
+// c + the sum of `n` exact products in one fused step: aligned, truncated, rounded toward zero.
+inline float fused_sum(float c, const double* products, int n) {
+  double addends[9] = {c};
+  for (int k = 0; k < n; ++k) addends[k + 1] = products[k];
+  int emax = INT_MIN;
+  for (int k = 0; k <= n; ++k) {
+    const double x = addends[k];
+    if (!std::isfinite(x)) {  // inf / NaN propagate as in any sum
+      double s = 0;
+      for (int j = 0; j <= n; ++j) s += addends[j];
+      return static_cast<float>(s);
+    }
+    if (x != 0) emax = std::max(emax, std::ilogb(x));
+  }
+  if (emax == INT_MIN) return 0.f;
+  // After alignment every addend is a multiple of 2^quantum_exp below 2^(emax+1): at most
+  // 24 + kMmaAlignBits bits, so their sum is exact in a double.
+  const int quantum_exp = emax - 23 - kMmaAlignBits;
+  double sum = 0;
+  for (int k = 0; k <= n; ++k) sum += std::ldexp(std::trunc(std::ldexp(addends[k], -quantum_exp)), quantum_exp);
+  return round_toward_zero(sum);
+}
+
+// c + the sum of the eight exact products of one mma step, as the tensor cores add them.
+inline float tensor_core_sum(float c, const double (&products)[8]) {
+#if defined(MINIDL_EMU_IEEE_MMA)
+  float acc = c;
+  for (double p : products) acc += static_cast<float>(p);  // exact: 22-bit products
+  return acc;
+#else
+  for (int k = 0; k < 8; k += kMmaGroup) c = fused_sum(c, products + k, kMmaGroup);
+  return c;
+#endif
+}
+
 }  // namespace emu
 
 #define threadIdx (emu_uint3{::emu::state().current->tid, 0u, 0u})
@@ -316,9 +394,9 @@ inline void mma_tf32(float (&c)[4], const unsigned (&a)[4], const unsigned (&b)[
   const int g = lane / 4, t = lane % 4;
   for (int i = 0; i < 4; ++i) {
     const int row = g + 8 * (i / 2), col = 2 * t + i % 2;
-    float acc = w.mma_c[lane][i];
-    for (int k = 0; k < 8; ++k) acc += A(row, k) * B(k, col);
-    d[i] = acc;
+    double products[8];
+    for (int k = 0; k < 8; ++k) products[k] = static_cast<double>(A(row, k)) * B(k, col);  // exact
+    d[i] = emu::tensor_core_sum(w.mma_c[lane][i], products);
   }
   emu::syncwarp();  // every lane has read the fragments before any lane changes them
   for (int i = 0; i < 4; ++i) c[i] = d[i];

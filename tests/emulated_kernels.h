@@ -53,7 +53,8 @@ inline std::string params_type(const codegen::GeneratedKernel& k) {
 /// Generated kernels (distinct names) built together for the emulator and loaded.
 class EmulatedKernels {
  public:
-  explicit EmulatedKernels(const std::vector<codegen::GeneratedKernel>& ks) : ks_(ks) {
+  /// `flags` go to the host compiler (-DMINIDL_EMU_IEEE_MMA: NOTE [Tensor-core accumulation] in cuda_emu.h).
+  explicit EmulatedKernels(const std::vector<codegen::GeneratedKernel>& ks, const std::string& flags = "") : ks_(ks) {
     namespace fs = std::filesystem;
     static std::atomic<int> built{0};
     REQUIRE(!ks.empty());
@@ -70,8 +71,8 @@ class EmulatedKernels {
     }
     write_text(dir_ / "kernels.cpp", tu);
     const fs::path tests = fs::path(__FILE__).parent_path();
-    const std::string cmd = fmt::format("{} -std=c++17 -O1 -march=native -fPIC -shared -w -I{} -I{} -I{} -o {} {} 2> {}",
-                                        host_compiler(), dir_.string(), tests.string(), tests.parent_path().string(),
+    const std::string cmd = fmt::format("{} -std=c++17 -O1 -march=native -fPIC -shared -w {} -I{} -I{} -I{} -o {} {} 2> {}",
+                                        host_compiler(), flags, dir_.string(), tests.string(), tests.parent_path().string(),
                                         (dir_ / "kernels.so").string(), (dir_ / "kernels.cpp").string(),
                                         (dir_ / "build.log").string());
     if (std::system(cmd.c_str()) != 0) {

@@ -32,6 +32,27 @@
 // B agree, so P·V reads k = t as key 2t and k = t + 4 as key 2t + 1: the accumulator registers
 // become the A fragment as they are ({c0, c2, c1, c3}) and B reads rows 2t and 2t + 1.
 //
+// NOTE [Short mma chains]
+// The tensor cores' float32 accumulation truncates (tests/cuda_emu.h, NOTE [Tensor-core
+// accumulation]): every mma rounds its result toward zero, so an accumulator fed by a chain of L
+// mma's drifts by ~L/2 ulps, always toward zero. An accumulator that ran over the whole sequence
+// (o over all keys, dk and dv over all queries) had an error growing linearly with N (3.6e-5 at
+// N = 4096 on the H200). So no accumulator here outlives one tile: each output fragment's
+// product with one tile goes into a zeroed temporary (a chain of 3·tile/8 mma's), which is added
+// to the float32 running value with ordinary IEEE FADD/FFMA (the forward folds in the online
+// softmax's rescale: o = o·alpha + tile). The temporary is one fragment (4 registers): the loops
+// run over output fragments outside and the tile's k-steps inside. The remaining chains are the
+// tile's (3·BN/8 or 3·BM/8) and the head dim's in s = q kᵀ (3·d/8), both independent of N.
+//
+// NOTE [Split at load]
+// 3xTF32 splits every float32 operand into big + small TF32 parts (three instructions). A tile
+// read as B fragments by every warp of the block (the forward's K and V, the backward's Q and
+// dout, the backward's dsᵀ for dq) is split once when it is stored in shared memory, into two
+// arrays X_hi and X_lo, instead of once per warp per read; that trades shared memory (twice the
+// tile) for 3 instructions per fragment element per reader. Which tiles are split is part of the
+// spec (AttentionSpec::split; docs/kernel-notes.md has the defaults and their reasons). Split
+// tiles are stored with plain loads, not cp.async (the split needs the value in a register).
+//
 // NOTE [Async K/V pipeline]
 // With float32 storage the Tf32 forward copies K and V tiles with cp.async (no registers, no
 // conversion needed): the next K tile streams in while this step's softmax and P·V run, the
@@ -88,10 +109,18 @@ void validate(const char* what, const AttentionSpec& s) {
                what, s.scale);
 }
 
-std::string kernel_name(const char* kind, const AttentionSpec& s, int bm, int bn) {
-  return fmt::format("minidl_attn_{}_{}_{}_d{}{}{}_m{}n{}{}", kind, attention_math_name(s.math),
+// `split`: the Tf32 float32 kernels' tiles split at load, as letters q k v o (dout) s (ds).
+std::string kernel_name(const char* kind, const AttentionSpec& s, int bm, int bn,
+                        const std::optional<SplitTiles>& split = std::nullopt) {
+  std::string tag;
+  if (split) {
+    tag = "_s";
+    for (auto [on, c] : {std::pair{split->q, 'q'}, {split->k, 'k'}, {split->v, 'v'}, {split->dout, 'o'}, {split->ds, 's'}})
+      if (on) tag += c;
+  }
+  return fmt::format("minidl_attn_{}_{}_{}_d{}{}{}_m{}n{}{}{}", kind, attention_math_name(s.math),
                      dtype_tag(s.dtype), s.head_dim, s.causal ? "_causal" : "",
-                     s.unit_d_stride ? "" : "_strided", bm, bn, s.async_copy ? "" : "_sync");
+                     s.unit_d_stride ? "" : "_strided", bm, bn, s.async_copy ? "" : "_sync", tag);
 }
 
 // The comment every kernel starts with: what it computes, from which graph nodes, and how.
@@ -119,6 +148,7 @@ struct TileLoad {
   std::string dst, src, sn, sd, row0, n, mul;
   int rows, width, stride;
   bool async = false;  // float32 through cp.async (no mul): lands at a later cp_async_wait
+  bool split = false;  // stored as TF32 big and small parts in dst_hi, dst_lo: NOTE [Split at load]
 };
 // A thread keeps one column and walks rows (or, for rows wider than the block, one row at a
 // time in steps of the block): the address advances by a constant, and the unroll is capped
@@ -127,7 +157,8 @@ void emit_tile_load(SourceBuilder& b, const AttentionSpec& s, int threads, const
   const std::string col_off = s.unit_d_stride ? "c" : "c * " + t.sd;
   const std::string scaled = t.mul.empty() ? "x" : "x * " + t.mul;
   b.comment(fmt::format("{} {} rows {} + [0, {}) of {}{}, zero past row {} and column D", t.dst,
-                        t.async ? "<- (async)" : "=", t.row0, t.rows, t.src, t.mul.empty() ? "" : " · " + t.mul, t.n));
+                        t.async ? "<- (async)" : t.split ? "= split(...)" : "=", t.row0, t.rows, t.src,
+                        t.mul.empty() ? "" : " · " + t.mul, t.n));
   // The copy of element (r, c), whose row is in range when `row_in`.
   auto copy = [&](const std::string& row_in) {
     if (t.async) {
@@ -137,7 +168,14 @@ void emit_tile_load(SourceBuilder& b, const AttentionSpec& s, int threads, const
     } else {
       b.line("float x = 0.f;");
       b.line("if ({} && c < D) x = load({} + (long long)({} + r) * {} + {});", row_in, t.src, t.row0, t.sn, col_off);
-      b.line("{}[r * {} + c] = {};", t.dst, t.stride, scaled);
+      if (t.split) {
+        b.line("unsigned big, small;");
+        b.line("split_tf32({}, big, small);", scaled);
+        b.line("{0}_hi[r * {1} + c] = big;", t.dst, t.stride);
+        b.line("{0}_lo[r * {1} + c] = small;", t.dst, t.stride);
+      } else {
+        b.line("{}[r * {} + c] = {};", t.dst, t.stride, scaled);
+      }
     }
   };
   b.open("");
@@ -579,13 +617,32 @@ GeneratedKernel ffma_backward(const AttentionSpec& s) {
 
 // ============================================================================ Tf32 helpers
 
+// How the elements of a shared tile become TF32 fragment registers.
+enum class TileForm {
+  Float,  // float values, rounded (one product) or split (3xTF32) by the warp that reads them
+  Exact,  // float values that are TF32 numbers already (16-bit storage): read as they are
+  Split,  // name_hi, name_lo hold each element's big and small parts: NOTE [Split at load]
+};
+
+struct Tile {
+  std::string name;
+  TileForm form = TileForm::Float;
+};
+
+// The Tf32 tiles (block_m, block_n) where the spec leaves them open (docs/kernel-notes.md).
+std::pair<int, int> default_tf32_tiles(bool backward, int head_dim) {
+  if (!backward) return {64, head_dim <= 128 ? 64 : 32};
+  return {head_dim <= 64 ? 64 : 32, 64};
+}
+
 // The TF32 layout: a warp owns 16 rows of the resident tile (query rows forward, keys backward);
 // mma m16n8k8 fragments (g = lane / 4, t = lane % 4). DK: head dim padded to 8; ST: row stride
 // ≡ 4 (mod 32).
 struct Tf32Layout {
   int D, DK, ST, BM, BN, NT, warps;
-  bool split;  // 3xTF32 (float32 storage) or one TF32 product (16-bit storage)
-  bool async;  // float32 storage: tiles copied with cp.async (forward: NOTE [Async K/V pipeline])
+  bool split;        // 3xTF32 (float32 storage) or one TF32 product (16-bit storage)
+  bool async;        // forward: float K/V tiles copied with cp.async (NOTE [Async K/V pipeline])
+  SplitTiles tiles;  // float32 storage: the tiles split at load
 };
 
 Tf32Layout tf32_layout(const AttentionSpec& s, bool backward) {
@@ -594,16 +651,12 @@ Tf32Layout tf32_layout(const AttentionSpec& s, bool backward) {
   l.DK = round_up(l.D, 8);
   l.ST = padded_stride(l.DK, 4);
   l.split = s.dtype == kFloat32;
-  l.async = s.async_copy && s.dtype == kFloat32 && !backward;
-  if (!backward) {
-    l.BM = s.block_m ? s.block_m : 64;
-    l.BN = s.block_n ? s.block_n : l.D <= 128 ? 64 : 32;
-    l.warps = l.BM / 16;
-  } else {
-    l.BN = s.block_n ? s.block_n : 64;
-    l.BM = s.block_m ? s.block_m : l.D <= 64 ? 64 : 32;
-    l.warps = l.BN / 16;
-  }
+  l.tiles = l.split ? s.split.value_or(default_split_tiles(backward, l.D)) : SplitTiles{};
+  l.async = s.async_copy && l.split && !backward && !l.tiles.k && !l.tiles.v;
+  const auto [bm, bn] = default_tf32_tiles(backward, l.D);
+  l.BM = s.block_m ? s.block_m : bm;
+  l.BN = s.block_n ? s.block_n : bn;
+  l.warps = (backward ? l.BN : l.BM) / 16;
   l.NT = 32 * l.warps;
   const int resident = backward ? l.BN : l.BM, step = backward ? l.BM : l.BN;
   MINIDL_CHECK(resident % 16 == 0 && l.warps >= 1 && l.warps <= 8 && step % 8 == 0 && step > 0 &&
@@ -616,62 +669,136 @@ Tf32Layout tf32_layout(const AttentionSpec& s, bool backward) {
   return l;
 }
 
-// Fragment registers: name_hi[n] (and name_lo[n] with the split).
-void frag_decl(SourceBuilder& b, const Tf32Layout& l, const std::string& name, int n) {
-  if (l.split)
-    b.line("unsigned {0}_hi[{1}], {0}_lo[{1}];", name, n);
-  else
-    b.line("unsigned {}_hi[{}];", name, n);
+// The form of an input's tile (q, k, v, dout), split at load or not.
+TileForm input_form(const Tf32Layout& l, bool split_at_load) {
+  return !l.split ? TileForm::Exact : split_at_load ? TileForm::Split : TileForm::Float;
 }
-void frag_set(SourceBuilder& b, const Tf32Layout& l, const std::string& name, int i, const std::string& value) {
+
+// A fragment: the registers name_hi<at> (and name_lo<at> with the split), at = "" or "[kk]".
+struct Frag {
+  std::string name, at;
+  std::string hi() const { return name + "_hi" + at; }
+  std::string lo() const { return name + "_lo" + at; }
+};
+
+// Declares fragment registers name_hi<dims> (and name_lo<dims> with the split).
+void frag_decl(SourceBuilder& b, const Tf32Layout& l, const std::string& name, const std::string& dims) {
   if (l.split)
-    b.line("split_tf32({}, {}_hi[{}], {}_lo[{}]);", value, name, i, name, i);
+    b.line("unsigned {0}_hi{1}, {0}_lo{1};", name, dims);
   else
-    b.line("{}_hi[{}] = to_tf32({});", name, i, value);
+    b.line("unsigned {}_hi{};", name, dims);
+}
+// Element i of fragment f = the TF32 part(s) of the float `value`.
+void frag_set(SourceBuilder& b, const Tf32Layout& l, const Frag& f, int i, const std::string& value) {
+  if (l.split)
+    b.line("split_tf32({}, {}[{}], {}[{}]);", value, f.hi(), i, f.lo(), i);
+  else
+    b.line("{}[{}] = to_tf32({});", f.hi(), i, value);
+}
+// Element i of fragment f = element `off` of tile t.
+void frag_load(SourceBuilder& b, const Tf32Layout& l, const Frag& f, int i, const Tile& t, const std::string& off) {
+  switch (t.form) {
+    case TileForm::Split:
+      b.line("{}[{}] = {}_hi[{}];", f.hi(), i, t.name, off);
+      b.line("{}[{}] = {}_lo[{}];", f.lo(), i, t.name, off);
+      break;
+    case TileForm::Exact: b.line("{}[{}] = __float_as_uint({}[{}]);", f.hi(), i, t.name, off); break;
+    case TileForm::Float: frag_set(b, l, f, i, fmt::format("{}[{}]", t.name, off)); break;
+  }
 }
 // acc += a · b: NOTE [3xTF32] (small terms first).
-void emit_mma(SourceBuilder& b, const Tf32Layout& l, const std::string& acc, const std::string& a,
-              const std::string& bf) {
+void emit_mma(SourceBuilder& b, const Tf32Layout& l, const std::string& acc, const Frag& a, const Frag& bf) {
   if (l.split) {
-    b.line("mma_tf32({}, {}_lo, {}_hi);", acc, a, bf);
-    b.line("mma_tf32({}, {}_hi, {}_lo);", acc, a, bf);
+    b.line("mma_tf32({}, {}, {});", acc, a.lo(), bf.hi());
+    b.line("mma_tf32({}, {}, {});", acc, a.hi(), bf.lo());
   }
-  b.line("mma_tf32({}, {}_hi, {}_hi);", acc, a, bf);
+  b.line("mma_tf32({}, {}, {});", acc, a.hi(), bf.hi());
 }
+// Stores the float `value` into element `off` of tile t (split there when t is Split).
+void tile_store(SourceBuilder& b, const Tile& t, const std::string& off, const std::string& value) {
+  if (t.form == TileForm::Split) {
+    b.open("");
+    b.line("unsigned big, small;");
+    b.line("split_tf32({}, big, small);", value);
+    b.line("{}_hi[{}] = big;", t.name, off);
+    b.line("{}_lo[{}] = small;", t.name, off);
+    b.close();
+  } else {
+    b.line("{}[{}] = {};", t.name, off, value);
+  }
+}
+
+// The block's shared memory carved into arrays, in order (each a multiple of 16 bytes).
+class SmemPlan {
+ public:
+  // `count` floats named t.name, or two unsigned arrays t.name_hi, t.name_lo for a Split tile.
+  void tile(const Tile& t, int count, const std::string& what) {
+    if (t.form == TileForm::Split) {
+      add("unsigned", t.name + "_hi", count, what + ", big parts");
+      add("unsigned", t.name + "_lo", count, what + ", small parts");
+    } else {
+      add("float", t.name, count, what);
+    }
+  }
+  void floats(const std::string& name, int count, const std::string& what) { add("float", name, count, what); }
+  size_t bytes() const { return 4 * words_; }
+  void emit(SourceBuilder& b) const {
+    b.line("MINIDL_DYNAMIC_SMEM(smem);");
+    for (const auto& d : decls_) b.raw_line(d);
+  }
+
+ private:
+  void add(const char* type, const std::string& name, int count, const std::string& what) {
+    MINIDL_CHECK(count % 4 == 0, ValueError, "[attention codegen] shared array {} of {} words breaks alignment",
+                 name, count);
+    decls_.push_back(fmt::format("{}* {} = reinterpret_cast<{}*>(smem + {});  // {}", type, name, type, 4 * words_, what));
+    words_ += count;
+  }
+  std::vector<std::string> decls_;
+  size_t words_ = 0;
+};
 
 void emit_tf32_constants(SourceBuilder& b, const Tf32Layout& l) {
   b.line("constexpr int D = {}, DK = {}, ST = {};  // head dim, padded to 8, tile row stride", l.D, l.DK, l.ST);
   b.line("constexpr int BM = {}, BN = {}, NT = {};", l.BM, l.BN, l.NT);
 }
 
+std::string tiles_comment(const Tf32Layout& l) {
+  if (!l.split) return "one TF32 product per product";
+  return fmt::format("3xTF32 products (NOTE [3xTF32]); split at load: {} (NOTE [Split at load])",
+                     split_tiles_name(l.tiles));
+}
+
 // ============================================================================ Tf32 forward
 
 GeneratedKernel tf32_forward(const AttentionSpec& s) {
   const Tf32Layout l = tf32_layout(s, false);
+  const Tile qt{"Qs", input_form(l, l.tiles.q)}, kt{"Ks", input_form(l, l.tiles.k)}, vt{"Vs", input_form(l, l.tiles.v)};
+  SmemPlan sm;
+  sm.tile(qt, l.BM * l.ST, l.split ? "[BM][ST] q tile · kScaleLog2e" : "[BM][ST] q tile");
+  sm.tile(kt, l.BN * l.ST, "[BN][ST] k tile");
+  sm.tile(vt, l.BN * l.ST, "[BN][ST] v tile");
   GeneratedKernel k;
-  k.name = kernel_name("fwd", s, l.BM, l.BN);
+  k.name = kernel_name("fwd", s, l.BM, l.BN, l.split ? l.tiles : std::optional<SplitTiles>());
   k.threads = l.NT;
   k.tile = l.BM;
-  k.smem_bytes = sizeof(float) * static_cast<size_t>((l.BM + 2 * l.BN) * l.ST);
+  k.smem_bytes = sm.bytes();
 
   SourceBuilder b;
   emit_header(b, "FlashAttention-2 forward", s,
               "q, k, v: (B, N, d) with runtime strides; o: (B, n_q, d) contiguous; lse: (B, n_q) float32",
               fmt::format("one block per {} query rows (16 per warp), {} keys per step, {} threads, "
                           "{} bytes of shared memory; {}",
-                          l.BM, l.BN, l.NT, k.smem_bytes,
-                          l.split ? "3xTF32 products (NOTE [3xTF32])" : "one TF32 product per product"));
+                          l.BM, l.BN, l.NT, k.smem_bytes, tiles_comment(l)));
   b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionFwdParams p)", l.NT, k.name);
   b.line("using namespace minidl::dev;");
   b.line("typedef {} T;", storage_type(s.dtype));
   emit_tf32_constants(b, l);
   b.line("constexpr float kScaleLog2e = {};  // NOTE [Online softmax in base 2]",
          float_literal(s.scale * 1.4426950408889634));
-  b.line("MINIDL_DYNAMIC_SMEM(smem);");
-  b.line("float* Qs = reinterpret_cast<float*>(smem);  // [BM][ST] q tile{}", l.split ? " · kScaleLog2e" : "");
-  b.line("float* Ks = Qs + BM * ST;                     // [BN][ST]");
-  b.line("float* Vs = Ks + BN * ST;                     // [BN][ST]");
+  sm.emit(b);
   b.line("const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;");
+  b.line("const int wq = warp * 16 * ST;  // this warp's 16 rows of the q tile");
   b.line("const int m_tiles = (p.n_q + BM - 1) / BM;");
   b.line("const int b = blockIdx.x / m_tiles;");
   b.line("const int m0 = (m_tiles - 1 - blockIdx.x % m_tiles) * BM;  // longest (causal) rows first");
@@ -681,8 +808,9 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   b.blank();
   // With the split, q · scale·log2(e) is represented to float32 accuracy; a single TF32 product
   // would round the scaled q (16-bit q itself is exact), so there the scores are scaled instead.
-  emit_tile_load(b, s, l.NT, {"Qs", "q", "p.q_sn", "p.q_sd", "m0", "p.n_q", l.split ? "kScaleLog2e" : "", l.BM, l.DK, l.ST});
-  b.line("const float* Qw = Qs + warp * 16 * ST;  // this warp's 16 rows");
+  TileLoad q_tile{"Qs", "q", "p.q_sn", "p.q_sd", "m0", "p.n_q", l.split ? "kScaleLog2e" : "", l.BM, l.DK, l.ST};
+  q_tile.split = qt.form == TileForm::Split;
+  emit_tile_load(b, s, l.NT, q_tile);
   b.blank();
   b.comment("o: rows g and g + 8 of the warp, columns 8·dt + 2t + {0, 1}; stats for rows g, g + 8");
   b.line("float o[DK / 8][4], row_max[2] = {{-MINIDL_INF, -MINIDL_INF}}, row_sum[2] = {{0.f, 0.f}};");
@@ -690,8 +818,10 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   b.line("for (int dt = 0; dt < DK / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;");
   b.line("const int n_end = {};", s.causal ? "min(p.n_k, m0 + BM)" : "p.n_k");
   // NOTE [Async K/V pipeline]
-  const TileLoad k_tile{"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST, l.async};
-  const TileLoad v_tile{"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST, l.async};
+  TileLoad k_tile{"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST, l.async};
+  TileLoad v_tile{"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST, l.async};
+  k_tile.split = kt.form == TileForm::Split;
+  v_tile.split = vt.form == TileForm::Split;
   TileLoad k_next = k_tile, v_next = v_tile;
   k_next.row0 = v_next.row0 = "(n0 + BN)";
   if (l.async) {
@@ -720,17 +850,19 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   b.line("for (int nt = 0; nt < BN / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;");
   b.line("#pragma unroll");
   b.open("for (int kk = 0; kk < DK / 8; ++kk)");
-  frag_decl(b, l, "a", 4);
-  frag_set(b, l, "a", 0, "Qw[g * ST + 8 * kk + t]");
-  frag_set(b, l, "a", 1, "Qw[(g + 8) * ST + 8 * kk + t]");
-  frag_set(b, l, "a", 2, "Qw[g * ST + 8 * kk + t + 4]");
-  frag_set(b, l, "a", 3, "Qw[(g + 8) * ST + 8 * kk + t + 4]");
+  frag_decl(b, l, "a", "[4]");
+  const Frag a{"a", ""};
+  frag_load(b, l, a, 0, qt, "wq + g * ST + 8 * kk + t");
+  frag_load(b, l, a, 1, qt, "wq + (g + 8) * ST + 8 * kk + t");
+  frag_load(b, l, a, 2, qt, "wq + g * ST + 8 * kk + t + 4");
+  frag_load(b, l, a, 3, qt, "wq + (g + 8) * ST + 8 * kk + t + 4");
   b.line("#pragma unroll");
   b.open("for (int nt = 0; nt < BN / 8; ++nt)");
-  frag_decl(b, l, "kf", 2);
-  frag_set(b, l, "kf", 0, "Ks[(8 * nt + g) * ST + 8 * kk + t]");
-  frag_set(b, l, "kf", 1, "Ks[(8 * nt + g) * ST + 8 * kk + t + 4]");
-  emit_mma(b, l, "s[nt]", "a", "kf");
+  frag_decl(b, l, "kf", "[2]");
+  const Frag kf{"kf", ""};
+  frag_load(b, l, kf, 0, kt, "(8 * nt + g) * ST + 8 * kk + t");
+  frag_load(b, l, kf, 1, kt, "(8 * nt + g) * ST + 8 * kk + t + 4");
+  emit_mma(b, l, "s[nt]", a, kf);
   b.close();
   b.close();
   if (l.async) {
@@ -741,7 +873,9 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
     b.line("cp_async_commit();");
   }
   b.blank();
-  b.comment("mask, then the online softmax update for rows g (h = 0) and g + 8 (h = 1)");
+  b.comment("mask, then the online softmax update for rows g (h = 0) and g + 8 (h = 1); o is rescaled by");
+  b.comment("alpha where this tile's p v is added to it");
+  b.line("float alpha[2];");
   b.line("#pragma unroll");
   b.open("for (int h = 0; h < 2; ++h)");
   b.line("const int row = m0 + warp * 16 + g + 8 * h;");
@@ -758,14 +892,9 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   b.close();
   emit_row_allreduce(b, "mx", "fmaxf", 4);
   b.line("const float base = mx == -MINIDL_INF ? 0.f : mx;");
-  b.line("const float alpha = exp2f(row_max[h] - base);");
+  b.line("alpha[h] = exp2f(row_max[h] - base);");
   b.line("row_max[h] = mx;");
-  b.line("row_sum[h] *= alpha;");
-  b.line("#pragma unroll");
-  b.open("for (int dt = 0; dt < DK / 8; ++dt)");
-  b.line("o[dt][2 * h] *= alpha;");
-  b.line("o[dt][2 * h + 1] *= alpha;");
-  b.close();
+  b.line("row_sum[h] *= alpha[h];");
   b.line("#pragma unroll");
   b.open("for (int nt = 0; nt < BN / 8; ++nt)");
   b.line("#pragma unroll");
@@ -776,25 +905,32 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   b.close();
   b.close();
   b.blank();
-  b.comment("o += p v; mma k = t is key 2t, k = t + 4 is key 2t + 1: NOTE [Permuted k in register-sourced products]");
+  b.comment("p as A fragments; mma k = t is key 2t, k = t + 4 is key 2t + 1: NOTE [Permuted k in register-sourced products]");
+  frag_decl(b, l, "pf", "[BN / 8][4]");
+  b.line("#pragma unroll");
+  b.open("for (int kk = 0; kk < BN / 8; ++kk)");
+  const Frag pf{"pf", "[kk]"};
+  const int perm[4] = {0, 2, 1, 3};
+  for (int i = 0; i < 4; ++i) frag_set(b, l, pf, i, fmt::format("s[kk][{}]", perm[i]));
+  b.close();
   if (l.async) {
     b.line("cp_async_wait<1>();  // this thread's copies of the V tile have landed");
     b.line("__syncthreads();");
   }
-  b.line("#pragma unroll");
-  b.open("for (int kk = 0; kk < BN / 8; ++kk)");
-  frag_decl(b, l, "pf", 4);
-  frag_set(b, l, "pf", 0, "s[kk][0]");
-  frag_set(b, l, "pf", 1, "s[kk][2]");
-  frag_set(b, l, "pf", 2, "s[kk][1]");
-  frag_set(b, l, "pf", 3, "s[kk][3]");
+  b.comment("o = o · alpha + p v, one fragment at a time: NOTE [Short mma chains]");
   b.line("#pragma unroll");
   b.open("for (int dt = 0; dt < DK / 8; ++dt)");
-  frag_decl(b, l, "vf", 2);
-  frag_set(b, l, "vf", 0, "Vs[(8 * kk + 2 * t) * ST + 8 * dt + g]");
-  frag_set(b, l, "vf", 1, "Vs[(8 * kk + 2 * t + 1) * ST + 8 * dt + g]");
-  emit_mma(b, l, "o[dt]", "pf", "vf");
+  b.line("float acc[4] = {{0.f, 0.f, 0.f, 0.f}};");
+  b.line("#pragma unroll");
+  b.open("for (int kk = 0; kk < BN / 8; ++kk)");
+  frag_decl(b, l, "vf", "[2]");
+  const Frag vf{"vf", ""};
+  frag_load(b, l, vf, 0, vt, "(8 * kk + 2 * t) * ST + 8 * dt + g");
+  frag_load(b, l, vf, 1, vt, "(8 * kk + 2 * t + 1) * ST + 8 * dt + g");
+  emit_mma(b, l, "acc", pf, vf);
   b.close();
+  b.line("#pragma unroll");
+  b.line("for (int e = 0; e < 4; ++e) o[dt][e] = fmaf(o[dt][e], alpha[e >> 1], acc[e]);");
   b.close();
   if (l.async) {
     b.line("__syncthreads();  // every warp is done with Vs: the next V tile streams in");
@@ -834,11 +970,22 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   const int PT = padded_stride(l.BM, 4);  // dsᵀ tile row stride
   // dq = ds k: BM/16 row blocks of 16, the d tiles shared among the warps of a row block.
   const int RB = l.BM / 16, parts = l.warps / RB, HT = (l.DK / 8 + parts - 1) / parts;
+  const Tile kt{"Ks", input_form(l, l.tiles.k)}, vt{"Vs", input_form(l, l.tiles.v)};
+  const Tile qt{"Qs", input_form(l, l.tiles.q)}, dot{"dOs", input_form(l, l.tiles.dout)};
+  const Tile dst{"dSs", l.split && l.tiles.ds ? TileForm::Split : TileForm::Float};
+  SmemPlan sm;
+  sm.tile(kt, l.BN * l.ST, "[BN][ST] k tile");
+  sm.tile(vt, l.BN * l.ST, "[BN][ST] v tile");
+  sm.tile(qt, l.BM * l.ST, "[BM][ST] q tile of the step");
+  sm.tile(dot, l.BM * l.ST, "[BM][ST] dout tile of the step");
+  sm.tile(dst, l.BN * PT, "[BN][PT] dsᵀ of the step");
+  sm.floats("Ls", l.BM, "[BM] lse · log2(e)");
+  sm.floats("Ds", l.BM, "[BM] delta");
   GeneratedKernel k;
-  k.name = kernel_name("bwd", s, l.BM, l.BN);
+  k.name = kernel_name("bwd", s, l.BM, l.BN, l.split ? l.tiles : std::optional<SplitTiles>());
   k.threads = l.NT;
   k.tile = l.BN;
-  k.smem_bytes = sizeof(float) * static_cast<size_t>((2 * l.BN + 2 * l.BM) * l.ST + l.BN * PT + 2 * l.BM);
+  k.smem_bytes = sm.bytes();
 
   SourceBuilder b;
   emit_header(b, "FlashAttention-2 backward", s,
@@ -846,8 +993,7 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
               "dk, dv: (B, n_k, d) contiguous; dq_acc: (B, n_q, d) float32, accumulated",
               fmt::format("one block per {} keys (16 per warp; k, v, dk, dv resident), {} query rows "
                           "per step, {} threads, {} bytes of shared memory; {}",
-                          l.BN, l.BM, l.NT, k.smem_bytes,
-                          l.split ? "3xTF32 products (NOTE [3xTF32])" : "one TF32 product per product"));
+                          l.BN, l.BM, l.NT, k.smem_bytes, tiles_comment(l)));
   b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionBwdParams p)", l.NT, k.name);
   b.line("using namespace minidl::dev;");
   b.line("typedef {} T;", storage_type(s.dtype));
@@ -856,15 +1002,9 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.line("constexpr int RB = {}, HT = {};  // dq: row blocks of 16; d tiles per warp", RB, HT);
   b.line("constexpr float kScale = {}, kScaleLog2e = {};", float_literal(s.scale),
          float_literal(s.scale * 1.4426950408889634));
-  b.line("MINIDL_DYNAMIC_SMEM(smem);");
-  b.line("float* Ks = reinterpret_cast<float*>(smem);  // [BN][ST]");
-  b.line("float* Vs = Ks + BN * ST;                     // [BN][ST]");
-  b.line("float* Qs = Vs + BN * ST;                     // [BM][ST]");
-  b.line("float* dOs = Qs + BM * ST;                    // [BM][ST]");
-  b.line("float* dSs = dOs + BM * ST;                   // [BN][PT] dsᵀ of the step");
-  b.line("float* Ls = dSs + BN * PT;                    // [BM] lse · log2(e)");
-  b.line("float* Ds = Ls + BM;                          // [BM] delta");
+  sm.emit(b);
   b.line("const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;");
+  b.line("const int wk = warp * 16 * ST;  // this warp's 16 rows of the k and v tiles");
   b.line("const int n_tiles = (p.n_k + BN - 1) / BN;");
   b.line("const int b = blockIdx.x / n_tiles;");
   b.line("const int n0 = (blockIdx.x % n_tiles) * BN;  // first key tiles see the most (causal) rows");
@@ -873,10 +1013,16 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.line("const T* v = static_cast<const T*>(p.v) + b * p.v_sb;");
   b.line("const T* dout = static_cast<const T*>(p.dout) + b * p.do_sb;");
   b.blank();
-  emit_tile_load(b, s, l.NT, {"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST});
-  emit_tile_load(b, s, l.NT, {"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST});
-  b.line("const float* Kw = Ks + warp * 16 * ST;  // this warp's 16 keys");
-  b.line("const float* Vw = Vs + warp * 16 * ST;");
+  TileLoad k_tile{"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST};
+  TileLoad v_tile{"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST};
+  TileLoad q_tile{"Qs", "q", "p.q_sn", "p.q_sd", "m0", "p.n_q", "", l.BM, l.DK, l.ST};
+  TileLoad do_tile{"dOs", "dout", "p.do_sn", "p.do_sd", "m0", "p.n_q", "", l.BM, l.DK, l.ST};
+  k_tile.split = kt.form == TileForm::Split;
+  v_tile.split = vt.form == TileForm::Split;
+  q_tile.split = qt.form == TileForm::Split;
+  do_tile.split = dot.form == TileForm::Split;
+  emit_tile_load(b, s, l.NT, k_tile);
+  emit_tile_load(b, s, l.NT, v_tile);
   b.comment("dk, dv: keys g and g + 8 of the warp, columns 8·dt + 2t + {0, 1}");
   b.line("float dk[DK / 8][4], dv[DK / 8][4];");
   b.line("#pragma unroll");
@@ -886,8 +1032,8 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.line("const int m_begin = {};", s.causal ? "n0 / BM * BM" : "0");
   b.open("for (int m0 = m_begin; m0 < p.n_q; m0 += BM)");
   b.line("__syncthreads();  // k, v stored; the previous step's readers are done");
-  emit_tile_load(b, s, l.NT, {"Qs", "q", "p.q_sn", "p.q_sd", "m0", "p.n_q", "", l.BM, l.DK, l.ST});
-  emit_tile_load(b, s, l.NT, {"dOs", "dout", "p.do_sn", "p.do_sd", "m0", "p.n_q", "", l.BM, l.DK, l.ST});
+  emit_tile_load(b, s, l.NT, q_tile);
+  emit_tile_load(b, s, l.NT, do_tile);
   b.open("for (int r = tid; r < BM; r += NT)");
   b.line("const bool in = m0 + r < p.n_q;");
   b.line("Ls[r] = in ? p.lse[(long long)b * p.n_q + m0 + r] * MINIDL_LOG2E : 0.f;");
@@ -902,66 +1048,72 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.line("  for (int e = 0; e < 4; ++e) st[mt][e] = dpt[mt][e] = 0.f;");
   b.line("#pragma unroll");
   b.open("for (int kk = 0; kk < DK / 8; ++kk)");
-  frag_decl(b, l, "ka", 4);
-  frag_decl(b, l, "va", 4);
-  const char* a_off[4] = {"g * ST + 8 * kk + t", "(g + 8) * ST + 8 * kk + t", "g * ST + 8 * kk + t + 4",
-                          "(g + 8) * ST + 8 * kk + t + 4"};
-  for (int i = 0; i < 4; ++i) frag_set(b, l, "ka", i, fmt::format("Kw[{}]", a_off[i]));
-  for (int i = 0; i < 4; ++i) frag_set(b, l, "va", i, fmt::format("Vw[{}]", a_off[i]));
+  frag_decl(b, l, "ka", "[4]");
+  frag_decl(b, l, "va", "[4]");
+  const Frag ka{"ka", ""}, va{"va", ""};
+  const char* a_off[4] = {"wk + g * ST + 8 * kk + t", "wk + (g + 8) * ST + 8 * kk + t",
+                          "wk + g * ST + 8 * kk + t + 4", "wk + (g + 8) * ST + 8 * kk + t + 4"};
+  for (int i = 0; i < 4; ++i) frag_load(b, l, ka, i, kt, a_off[i]);
+  for (int i = 0; i < 4; ++i) frag_load(b, l, va, i, vt, a_off[i]);
   b.line("#pragma unroll");
   b.open("for (int mt = 0; mt < BM / 8; ++mt)");
-  frag_decl(b, l, "qf", 2);
-  frag_set(b, l, "qf", 0, "Qs[(8 * mt + g) * ST + 8 * kk + t]");
-  frag_set(b, l, "qf", 1, "Qs[(8 * mt + g) * ST + 8 * kk + t + 4]");
-  emit_mma(b, l, "st[mt]", "ka", "qf");
-  frag_decl(b, l, "df", 2);
-  frag_set(b, l, "df", 0, "dOs[(8 * mt + g) * ST + 8 * kk + t]");
-  frag_set(b, l, "df", 1, "dOs[(8 * mt + g) * ST + 8 * kk + t + 4]");
-  emit_mma(b, l, "dpt[mt]", "va", "df");
+  frag_decl(b, l, "qf", "[2]");
+  const Frag qf{"qf", ""}, df{"df", ""};
+  frag_load(b, l, qf, 0, qt, "(8 * mt + g) * ST + 8 * kk + t");
+  frag_load(b, l, qf, 1, qt, "(8 * mt + g) * ST + 8 * kk + t + 4");
+  emit_mma(b, l, "st[mt]", ka, qf);
+  frag_decl(b, l, "df", "[2]");
+  frag_load(b, l, df, 0, dot, "(8 * mt + g) * ST + 8 * kk + t");
+  frag_load(b, l, df, 1, dot, "(8 * mt + g) * ST + 8 * kk + t + 4");
+  emit_mma(b, l, "dpt[mt]", va, df);
   b.close();
   b.close();
   b.blank();
-  b.comment("pᵀ = exp2(sᵀ · scale·log2(e) − lse·log2(e)) into st, dsᵀ = pᵀ (dpᵀ − delta) into dpt");
+  b.comment("pᵀ = exp2(sᵀ · scale·log2(e) − lse·log2(e)) into st, dsᵀ = pᵀ (dpᵀ − delta) into dpt and dSs");
   b.line("#pragma unroll");
   b.open("for (int mt = 0; mt < BM / 8; ++mt)");
   b.line("#pragma unroll");
   b.open("for (int e = 0; e < 4; ++e)");
   b.line("const int ql = 8 * mt + 2 * t + (e & 1), row = m0 + ql;");
-  b.line("const int col = n0 + warp * 16 + g + 8 * (e >> 1);");
+  b.line("const int kl = warp * 16 + g + 8 * (e >> 1), col = n0 + kl;");
   b.line("const bool dead = row >= p.n_q || {};", masked(s, "row", "col"));
   b.line("const float pij = dead ? 0.f : exp2f(st[mt][e] * kScaleLog2e - Ls[ql]);");
   b.line("st[mt][e] = pij;");
   b.line("dpt[mt][e] = pij * (dpt[mt][e] - Ds[ql]);");
+  tile_store(b, dst, "kl * PT + ql", "dpt[mt][e]");
   b.close();
   b.close();
   b.blank();
-  b.comment("dv += pᵀ dout, dk += dsᵀ q; mma k = t is query 2t, k = t + 4 is query 2t + 1:");
-  b.comment("NOTE [Permuted k in register-sourced products]");
-  b.line("#pragma unroll");
-  b.open("for (int kk = 0; kk < BM / 8; ++kk)");
-  frag_decl(b, l, "pf", 4);
-  frag_decl(b, l, "sf", 4);
+  b.comment("dv += pᵀ dout and dk += dsᵀ q, one fragment at a time (NOTE [Short mma chains]); mma k = t is");
+  b.comment("query 2t, k = t + 4 is query 2t + 1: NOTE [Permuted k in register-sourced products]");
   const int perm[4] = {0, 2, 1, 3};
-  for (int i = 0; i < 4; ++i) frag_set(b, l, "pf", i, fmt::format("st[kk][{}]", perm[i]));
-  for (int i = 0; i < 4; ++i) frag_set(b, l, "sf", i, fmt::format("dpt[kk][{}]", perm[i]));
-  b.line("#pragma unroll");
-  b.open("for (int dt = 0; dt < DK / 8; ++dt)");
-  frag_decl(b, l, "df", 2);
-  frag_set(b, l, "df", 0, "dOs[(8 * kk + 2 * t) * ST + 8 * dt + g]");
-  frag_set(b, l, "df", 1, "dOs[(8 * kk + 2 * t + 1) * ST + 8 * dt + g]");
-  emit_mma(b, l, "dv[dt]", "pf", "df");
-  frag_decl(b, l, "qf", 2);
-  frag_set(b, l, "qf", 0, "Qs[(8 * kk + 2 * t) * ST + 8 * dt + g]");
-  frag_set(b, l, "qf", 1, "Qs[(8 * kk + 2 * t + 1) * ST + 8 * dt + g]");
-  emit_mma(b, l, "dk[dt]", "sf", "qf");
-  b.close();
-  b.close();
-  b.line("#pragma unroll");
-  b.open("for (int mt = 0; mt < BM / 8; ++mt)");
-  b.line("#pragma unroll");
-  b.line("for (int e = 0; e < 4; ++e) dSs[(warp * 16 + g + 8 * (e >> 1)) * PT + 8 * mt + 2 * t + (e & 1)] = dpt[mt][e];");
-  b.close();
-  b.line("__syncthreads();");
+  for (const bool is_v : {true, false}) {
+    const std::string a = is_v ? "pf" : "sf", src = is_v ? "st" : "dpt", acc = is_v ? "dv" : "dk";
+    const Tile& bt = is_v ? dot : qt;
+    b.open("");
+    frag_decl(b, l, a, "[BM / 8][4]");
+    const Frag af{a, "[kk]"};
+    b.line("#pragma unroll");
+    b.open("for (int kk = 0; kk < BM / 8; ++kk)");
+    for (int i = 0; i < 4; ++i) frag_set(b, l, af, i, fmt::format("{}[kk][{}]", src, perm[i]));
+    b.close();
+    b.line("#pragma unroll");
+    b.open("for (int dt = 0; dt < DK / 8; ++dt)");
+    b.line("float acc[4] = {{0.f, 0.f, 0.f, 0.f}};");
+    b.line("#pragma unroll");
+    b.open("for (int kk = 0; kk < BM / 8; ++kk)");
+    frag_decl(b, l, "bf", "[2]");
+    const Frag bf{"bf", ""};
+    frag_load(b, l, bf, 0, bt, "(8 * kk + 2 * t) * ST + 8 * dt + g");
+    frag_load(b, l, bf, 1, bt, "(8 * kk + 2 * t + 1) * ST + 8 * dt + g");
+    emit_mma(b, l, "acc", af, bf);
+    b.close();
+    b.line("#pragma unroll");
+    b.line("for (int e = 0; e < 4; ++e) {}[dt][e] += acc[e];", acc);
+    b.close();
+    b.close();
+  }
+  b.line("__syncthreads();  // dSs complete");
   b.blank();
   b.comment("dq += ds k · scale: row block warp % RB, d tiles (warp / RB)·HT + j; mma k = t is key 2t");
   b.line("const int rb = warp % RB, dt0 = warp / RB * HT;");
@@ -970,19 +1122,21 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.line("for (int j = 0; j < HT; ++j) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.f;");
   b.line("#pragma unroll");
   b.open("for (int kk = 0; kk < BN / 8; ++kk)");
-  frag_decl(b, l, "sa", 4);
-  frag_set(b, l, "sa", 0, "dSs[(8 * kk + 2 * t) * PT + 16 * rb + g]");
-  frag_set(b, l, "sa", 1, "dSs[(8 * kk + 2 * t) * PT + 16 * rb + g + 8]");
-  frag_set(b, l, "sa", 2, "dSs[(8 * kk + 2 * t + 1) * PT + 16 * rb + g]");
-  frag_set(b, l, "sa", 3, "dSs[(8 * kk + 2 * t + 1) * PT + 16 * rb + g + 8]");
+  frag_decl(b, l, "sa", "[4]");
+  const Frag sa{"sa", ""};
+  frag_load(b, l, sa, 0, dst, "(8 * kk + 2 * t) * PT + 16 * rb + g");
+  frag_load(b, l, sa, 1, dst, "(8 * kk + 2 * t) * PT + 16 * rb + g + 8");
+  frag_load(b, l, sa, 2, dst, "(8 * kk + 2 * t + 1) * PT + 16 * rb + g");
+  frag_load(b, l, sa, 3, dst, "(8 * kk + 2 * t + 1) * PT + 16 * rb + g + 8");
   b.line("#pragma unroll");
   b.open("for (int j = 0; j < HT; ++j)");
   b.line("const int dt = dt0 + j;");
   b.line("if (dt >= DK / 8) break;");
-  frag_decl(b, l, "kf", 2);
-  frag_set(b, l, "kf", 0, "Ks[(8 * kk + 2 * t) * ST + 8 * dt + g]");
-  frag_set(b, l, "kf", 1, "Ks[(8 * kk + 2 * t + 1) * ST + 8 * dt + g]");
-  emit_mma(b, l, "dq[j]", "sa", "kf");
+  frag_decl(b, l, "kf", "[2]");
+  const Frag kf{"kf", ""};
+  frag_load(b, l, kf, 0, kt, "(8 * kk + 2 * t) * ST + 8 * dt + g");
+  frag_load(b, l, kf, 1, kt, "(8 * kk + 2 * t + 1) * ST + 8 * dt + g");
+  emit_mma(b, l, "dq[j]", sa, kf);
   b.close();
   b.close();
   b.line("#pragma unroll");
@@ -1032,6 +1186,43 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
 const char* attention_math_name(AttentionMath m) { return m == AttentionMath::Ffma ? "ffma" : "tf32"; }
 
 int max_head_dim(AttentionMath m) { return m == AttentionMath::Ffma ? 256 : 128; }
+
+namespace {
+constexpr std::pair<bool SplitTiles::*, const char*> kSplitNames[] = {
+    {&SplitTiles::q, "q"}, {&SplitTiles::k, "k"}, {&SplitTiles::v, "v"}, {&SplitTiles::dout, "do"}, {&SplitTiles::ds, "ds"}};
+}  // namespace
+
+std::string split_tiles_name(const SplitTiles& t) {
+  std::string s;
+  for (const auto& [member, name] : kSplitNames)
+    if (t.*member) s += (s.empty() ? "" : "+") + std::string(name);
+  return s.empty() ? "none" : s;
+}
+
+SplitTiles parse_split_tiles(const std::string& text) {
+  SplitTiles t;
+  if (text == "none") return t;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find('+', start), text.size());
+    const std::string name = text.substr(start, end - start);
+    const auto it = std::find_if(std::begin(kSplitNames), std::end(kSplitNames),
+                                 [&](const auto& e) { return name == e.second; });
+    MINIDL_CHECK(it != std::end(kSplitNames), ValueError,
+                 "[attention codegen] split tiles must be 'none' or names from q, k, v, do, ds joined by '+', got '{}'",
+                 text);
+    t.*(it->first) = true;
+    start = end + 1;
+  }
+  return t;
+}
+
+SplitTiles default_split_tiles(bool backward, int head_dim) {
+  (void)head_dim;
+  SplitTiles t;
+  if (backward) t.q = t.dout = t.ds = true;
+  return t;
+}
 
 namespace {
 // Hopper's limit of dynamic shared memory per block.

@@ -6,6 +6,7 @@
 // compiler/codegen/device/kernel_params.h), so one kernel serves every sequence length.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,20 @@ enum class AttentionMath {
 /// "ffma" / "tf32".
 const char* attention_math_name(AttentionMath m);
 
+/// float32 tiles of the Tf32 kernels that are stored in shared memory already split into their
+/// big and small TF32 parts (NOTE [Split at load] in attention.cpp), instead of being split by
+/// every warp at every read. Forward: q (resident), k, v (streamed; no cp.async then); backward:
+/// k, v (resident), q, dout (streamed), ds (written by a warp, read by all for dq).
+struct SplitTiles {
+  bool q = false, k = false, v = false, dout = false, ds = false;
+  bool operator==(const SplitTiles&) const = default;
+};
+
+/// "q+k+v+do+ds" for the split tiles, "none" when there are none.
+std::string split_tiles_name(const SplitTiles& t);
+/// Parses split_tiles_name's format ("none", or names joined by '+'); throws ValueError.
+SplitTiles parse_split_tiles(const std::string& text);
+
 struct AttentionSpec {
   int head_dim = 64;                         // d, 1..256
   DType dtype = kFloat32;                    // of q, k, v, o, dout, dq, dk, dv: float32/16, bfloat16
@@ -36,11 +51,15 @@ struct AttentionSpec {
   // block_m query rows per step. Tf32 runs one warp per 16 of the block's rows.
   int block_m = 0, block_n = 0;
   bool async_copy = true;                    // float32 K/V tiles stream in with cp.async (Tf32 forward)
+  std::optional<SplitTiles> split;           // Tf32 float32 only; unset: the defaults for the kernel and d
 };
 
 /// Largest head dim each math supports (Tf32's backward keeps dK and dV for 16 keys × d per
 /// warp in registers, which caps it at 128).
 int max_head_dim(AttentionMath m);
+
+/// The tiles a Tf32 float32 kernel pre-splits when the spec leaves it open (docs/kernel-notes.md).
+SplitTiles default_split_tiles(bool backward, int head_dim);
 
 /// Forward kernel: o, lse from q, k, v. One AttentionFwdParams; grid batch * ceil(n_q / tile).
 GeneratedKernel generate_attention_forward(const AttentionSpec& spec);
