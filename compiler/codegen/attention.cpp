@@ -630,9 +630,11 @@ struct Tile {
 };
 
 // The Tf32 tiles (block_m, block_n) where the spec leaves them open (docs/kernel-notes.md).
+// Chosen from the H200 tile sweep (docs/kernel-notes.md, "Tile sweep"), as default_split_tiles.
 std::pair<int, int> default_tf32_tiles(bool backward, int head_dim) {
-  if (!backward) return {64, head_dim <= 128 ? 64 : 32};
-  return {head_dim <= 64 ? 64 : 32, 64};
+  if (!backward) return head_dim <= 16 ? std::pair{128, 64} : head_dim <= 32 ? std::pair{64, 64}
+                      : head_dim <= 64 ? std::pair{128, 64} : std::pair{128, 32};
+  return head_dim <= 16 ? std::pair{32, 64} : head_dim <= 32 ? std::pair{64, 64} : std::pair{32, 128};
 }
 
 // The TF32 layout: a warp owns 16 rows of the resident tile (query rows forward, keys backward);
@@ -1218,9 +1220,17 @@ SplitTiles parse_split_tiles(const std::string& text) {
 }
 
 SplitTiles default_split_tiles(bool backward, int head_dim) {
-  (void)head_dim;
+  // From the H200 tile sweep (docs/kernel-notes.md, "Tile sweep"): the forward gains from split
+  // K and V tiles only at 16 < d <= 32; the backward always from split Q and dout tiles, and
+  // from a split dsᵀ tile only at 16 < d <= 32.
+  const bool narrow = head_dim > 16 && head_dim <= 32;
   SplitTiles t;
-  if (backward) t.q = t.dout = t.ds = true;
+  if (!backward) {
+    t.k = t.v = narrow;
+  } else {
+    t.q = t.dout = true;
+    t.ds = narrow;
+  }
   return t;
 }
 
