@@ -372,6 +372,21 @@ TEST_CASE("cuda: pointwise ops on strided, broadcast and scalar operands") {
     check_gpu(
         "large (vector path and tail)", [](auto& in) { return in[0] * 0.5 + 1.0; },
         {rnd({(1 << 22) + 3}, t)}, tol);
+    // rows of whole vectors (elementwise_rows_kernel): broadcast along rows or within them
+    const Tensor x32 = rnd({64, 32}, t), y32 = rnd({32}, t), col32 = rnd({64, 1}, t);
+    check_gpu(
+        "add a row to every row (vector rows)", [](auto& in) { return in[0] + in[1]; }, {x32, y32}, tol);
+    check_gpu(
+        "mul by one value per row (vector rows)", [](auto& in) { return in[1] * in[0]; }, {x32, col32}, tol);
+    check_gpu(
+        "3-D, both broadcasts (vector rows)",
+        [](auto& in) { return in[0].view({4, 16, 32}) * in[1] - in[2].view({4, 16, 1}); }, {x32, y32, col32}, tol);
+    check_gpu(
+        "rows a vector off alignment fall back", [](auto& in) { return in[0].slice(1, 1, 33) + in[1]; },
+        {rnd({64, 40}, t), y32}, tol);
+    check_gpu(
+        "row stride not a whole vector falls back", [](auto& in) { return in[0].slice(1, 0, 32) + in[1]; },
+        {rnd({64, 36}, t), y32}, tol);
   }
   check_gpu(
       "int64 arithmetic", [](auto& in) { return neg(in[0]) * in[0] + abs(in[0]) - relu(in[0]); },

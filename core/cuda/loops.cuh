@@ -80,6 +80,30 @@ __global__ void __launch_bounds__(256)
     apply_strided(f, out, oc.get(i), std::index_sequence_for<Ins...>{}, in...);
 }
 
+template <class T>
+__device__ __forceinline__ In<T> at_offset(const In<T>& in, int64_t off, bool row_broadcast) {
+  return in.ptr && !in.single ? In<T>{in.ptr + off, in.value, row_broadcast} : in;
+}
+
+template <int V, class F, class Out, class Off, size_t... Is, class... Ins>
+__device__ __forceinline__ void apply_rows(const F& f, Out* out, const Off& off, unsigned row_broadcast,
+                                           std::index_sequence<Is...>, const In<Ins>&... in) {
+  store_vec<V>(f, out + off[0], 0, VecIn<Ins, V>(at_offset(in, off[Is + 1], (row_broadcast >> Is) & 1u), 0)...);
+}
+
+// out, in: any strides over one shape whose last dim is a multiple of V; along it, out and every
+// array operand are contiguous with V-aligned rows, except the operands of bit k of
+// `row_broadcast`, which have stride 0 there (one value per row). V elements per thread, as
+// the contiguous kernel, with one offset computation per vector.
+template <int V, class Index, class F, class Out, class... Ins>
+__global__ void __launch_bounds__(256)
+    elementwise_rows_kernel(Index nvec, OffsetCalc<1 + sizeof...(Ins), Index> oc, unsigned row_broadcast, F f,
+                            Out* out, In<Ins>... in) {
+  const Index step = gridDim.x * blockDim.x;
+  for (Index i = blockIdx.x * blockDim.x + threadIdx.x; i < nvec; i += step)
+    apply_rows<V>(f, out, oc.get(i * V), row_broadcast, std::index_sequence_for<Ins...>{}, in...);
+}
+
 // ============================================================================ launcher
 
 /// The kernel-side view of an input tensor of host scalar type HostT.
@@ -136,7 +160,34 @@ void launch_elementwise(const char* op, const Tensor& out, F f, const Tensors&..
     const std::array<Strides, N> st{
         out.strides(), (inputs.device().is_cpu() ? Strides(out.shape().size(), 0)
                                                  : broadcast_strides(inputs, out.shape()))...};
-    if (n <= INT32_MAX) {
+    // Rows of V-element vectors (e.g. a bias added along the last dim): every array operand is
+    // contiguous along the last dim with V-aligned rows, or broadcast along it.
+    unsigned row_broadcast = 0;
+    bool rows = V > 1 && n <= INT32_MAX && !out.shape().empty() && out.shape().back() % V == 0;
+    auto vec_rows = [&](const Strides& s, const void* p, size_t align) {
+      bool ok = s.back() == 1 && is_aligned(p, align);
+      for (size_t d = 0; d + 1 < s.size(); ++d) ok = ok && (out.shape()[d] == 1 || s[d] % V == 0);
+      return ok;
+    };
+    rows = rows && vec_rows(st[0], out.data_ptr(), vec_align<Out, V>());
+    [[maybe_unused]] int k = 0;
+    [[maybe_unused]] auto operand_rows = [&](const Tensor& t, size_t align) {
+      const Strides& s = st[static_cast<size_t>(k + 1)];
+      if (!t.device().is_cpu() && t.numel() > 1) {
+        if (s.back() == 0)
+          row_broadcast |= 1u << k;
+        else
+          rows = rows && vec_rows(s, t.data_ptr(), align);
+      }
+      ++k;
+    };
+    (operand_rows(inputs, vec_align<device_t<InTs>, V>()), ...);
+    if (rows) {
+      elementwise_rows_kernel<V, uint32_t>
+          <<<grid_blocks(n / V, kThreads, device), kThreads, 0, stream>>>(
+              static_cast<uint32_t>(n / V), make_offset_calc<N, uint32_t>(out.shape(), st, op), row_broadcast, f,
+              dptr<OutT>(out), make_in<InTs>(inputs, out, op)...);
+    } else if (n <= INT32_MAX) {
       elementwise_strided_kernel<uint32_t>
           <<<grid_blocks(n, kThreads, device), kThreads, 0, stream>>>(
               static_cast<uint32_t>(n), make_offset_calc<N, uint32_t>(out.shape(), st, op), f,

@@ -116,6 +116,24 @@ __device__ __forceinline__ void add_element(MaxSum<C>& ms, C e) {
   }
 }
 
+/// add_element for each element of v, rescaling the sum once per vector: the vector's maximum
+/// first (NaNs skipped; they still make the sum NaN), then one exponential per element.
+template <class C, class T, int V>
+__device__ __forceinline__ void add_vector(MaxSum<C>& ms, const Vec<T, V>& v) {
+  C x[V], vm = ms.m;
+  MINIDL_UNROLL
+  for (int e = 0; e < V; ++e) {
+    x[e] = widen(v.v[e]);
+    vm = x[e] > vm ? x[e] : vm;
+  }
+  if (vm > ms.m) {
+    ms.s *= sop::Exp{}(ms.m - vm);  // exp(-inf) = 0 while the row had no finite element
+    ms.m = vm;
+  }
+  MINIDL_UNROLL
+  for (int e = 0; e < V; ++e) ms.s += x[e] == C(-INFINITY) ? C(0) : sop::Exp{}(x[e] - ms.m);
+}
+
 /// The row's maximum as the CPU kernel uses it: a row with no finite maximum uses 0, so fully
 /// masked rows give NaN (0 / 0) exactly as there.
 template <class C>

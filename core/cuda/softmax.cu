@@ -30,8 +30,7 @@ __global__ void __launch_bounds__(kRowThreads)
     if (valid)
       for_row_vectors(xr, nvec, [&](int64_t j, const VecT& v) {
         if constexpr (kCached) cache[j] = v;
-        MINIDL_UNROLL
-        for (int e = 0; e < V; ++e) add_element(ms, widen(v.v[e]));
+        add_vector(ms, v);
       });
     ms = row_reduce(ms, MaxSumOp{}, red);
     if (!valid) return;
