@@ -716,6 +716,28 @@ void emit_mma(SourceBuilder& b, const Tf32Layout& l, const std::string& acc, con
   }
   b.line("mma_tf32({}, {}, {});", acc, a.hi(), bf.hi());
 }
+// For each output fragment dt (head-dim columns 8·dt + 2t + {0, 1}): acc = Σ_kk a ·
+// (rows 8·kk + 2t and 8·kk + 2t + 1, column 8·dt + g of tile t) over `steps` k-steps, in a
+// zeroed temporary (NOTE [Short mma chains]), then `fold` (a statement over element e of acc
+// and of the output fragment dt) adds it into the output.
+void emit_fragment_products(SourceBuilder& b, const Tf32Layout& l, const Frag& a, const Tile& t, const char* steps,
+                            const std::string& fold) {
+  b.line("#pragma unroll");
+  b.open("for (int dt = 0; dt < DK / 8; ++dt)");
+  b.line("float acc[4] = {{0.f, 0.f, 0.f, 0.f}};");
+  b.line("#pragma unroll");
+  b.open("for (int kk = 0; kk < {}; ++kk)", steps);
+  frag_decl(b, l, "bf", "[2]");
+  const Frag bf{"bf", ""};
+  frag_load(b, l, bf, 0, t, "(8 * kk + 2 * t) * ST + 8 * dt + g");
+  frag_load(b, l, bf, 1, t, "(8 * kk + 2 * t + 1) * ST + 8 * dt + g");
+  emit_mma(b, l, "acc", a, bf);
+  b.close();
+  b.line("#pragma unroll");
+  b.line("for (int e = 0; e < 4; ++e) {}", fold);
+  b.close();
+}
+
 // Stores the float `value` into element `off` of tile t (split there when t is Split).
 void tile_store(SourceBuilder& b, const Tile& t, const std::string& off, const std::string& value) {
   if (t.form == TileForm::Split) {
@@ -920,20 +942,7 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
     b.line("__syncthreads();");
   }
   b.comment("o = o · alpha + p v, one fragment at a time: NOTE [Short mma chains]");
-  b.line("#pragma unroll");
-  b.open("for (int dt = 0; dt < DK / 8; ++dt)");
-  b.line("float acc[4] = {{0.f, 0.f, 0.f, 0.f}};");
-  b.line("#pragma unroll");
-  b.open("for (int kk = 0; kk < BN / 8; ++kk)");
-  frag_decl(b, l, "vf", "[2]");
-  const Frag vf{"vf", ""};
-  frag_load(b, l, vf, 0, vt, "(8 * kk + 2 * t) * ST + 8 * dt + g");
-  frag_load(b, l, vf, 1, vt, "(8 * kk + 2 * t + 1) * ST + 8 * dt + g");
-  emit_mma(b, l, "acc", pf, vf);
-  b.close();
-  b.line("#pragma unroll");
-  b.line("for (int e = 0; e < 4; ++e) o[dt][e] = fmaf(o[dt][e], alpha[e >> 1], acc[e]);");
-  b.close();
+  emit_fragment_products(b, l, pf, vt, "BN / 8", "o[dt][e] = fmaf(o[dt][e], alpha[e >> 1], acc[e]);");
   if (l.async) {
     b.line("__syncthreads();  // every warp is done with Vs: the next V tile streams in");
     b.open("if (n0 + BN < n_end)");
@@ -1099,20 +1108,7 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
     b.open("for (int kk = 0; kk < BM / 8; ++kk)");
     for (int i = 0; i < 4; ++i) frag_set(b, l, af, i, fmt::format("{}[kk][{}]", src, perm[i]));
     b.close();
-    b.line("#pragma unroll");
-    b.open("for (int dt = 0; dt < DK / 8; ++dt)");
-    b.line("float acc[4] = {{0.f, 0.f, 0.f, 0.f}};");
-    b.line("#pragma unroll");
-    b.open("for (int kk = 0; kk < BM / 8; ++kk)");
-    frag_decl(b, l, "bf", "[2]");
-    const Frag bf{"bf", ""};
-    frag_load(b, l, bf, 0, bt, "(8 * kk + 2 * t) * ST + 8 * dt + g");
-    frag_load(b, l, bf, 1, bt, "(8 * kk + 2 * t + 1) * ST + 8 * dt + g");
-    emit_mma(b, l, "acc", af, bf);
-    b.close();
-    b.line("#pragma unroll");
-    b.line("for (int e = 0; e < 4; ++e) {}[dt][e] += acc[e];", acc);
-    b.close();
+    emit_fragment_products(b, l, af, bt, "BM / 8", fmt::format("{}[dt][e] += acc[e];", acc));
     b.close();
   }
   b.line("__syncthreads();  // dSs complete");
