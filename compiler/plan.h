@@ -52,8 +52,9 @@ struct Plan {
   std::vector<PassSnapshot> passes;
   /// Near-matches the attention matcher rejected, with the failed check.
   std::vector<std::string> attention_rejections;
-  /// Where this plan's dumps went (empty when MINIDL_DUMP_DIR is unset); the codegen writes
-  /// its generated sources there too.
+  /// Where this plan's dumps went (empty when MINIDL_DUMP_DIR is unset). The generated kernel
+  /// sources go to MINIDL_DUMP_DIR itself (`<kernel>-<hash>.cu`, written by the JIT), since a
+  /// kernel is shared by every plan that uses it.
   std::filesystem::path dump_dir;
 
   /// Which nodes fused into which group, one line per FusionGroup of both graphs:
