@@ -1193,7 +1193,10 @@ constexpr std::pair<bool SplitTiles::*, const char*> kSplitNames[] = {
 std::string split_tiles_name(const SplitTiles& t) {
   std::string s;
   for (const auto& [member, name] : kSplitNames)
-    if (t.*member) s += (s.empty() ? "" : "+") + std::string(name);
+    if (t.*member) {
+      if (!s.empty()) s += '+';
+      s += name;
+    }
   return s.empty() ? "none" : s;
 }
 
