@@ -88,6 +88,29 @@ std::vector<std::string> tile_configs(const std::string& arg) {
   return v;
 }
 
+// Times one (d, seq_len) row of forward and backward kernels under the current environment's
+// tiles and math, and prints it.
+void time_row(const std::string& config, const std::string& math, DType dt, int64_t bh, int64_t d, int64_t n,
+              bool causal, int reps) {
+  const Options o{.dtype = dt, .device = kCUDA};
+  const Tensor q = randn({bh, n, d}, o), k = randn({bh, n, d}, o), v = randn({bh, n, d}, o);
+  const Tensor dout = randn({bh, n, d}, o);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  const auto t0 = std::chrono::steady_clock::now();
+  cuda::AttentionOutputs out = cuda::fused_attention_forward(q, k, v, scale, causal);  // JIT compile (or cache load)
+  cuda::fused_attention_backward(q, k, v, out.o, out.lse, dout, scale, causal);
+  cuda::synchronize();
+  const double first = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const double fwd = median_ms(reps, [&] { out = cuda::fused_attention_forward(q, k, v, scale, causal); });
+  const double bwd =
+      median_ms(reps, [&] { cuda::fused_attention_backward(q, k, v, out.o, out.lse, dout, scale, causal); });
+  const double flops = 4.0 * bh * n * n * d * (causal ? 0.5 : 1.0);
+  std::printf("| %s | %s | %s | %lld | %lld | %s | %.3f | %.1f | %.3f | %.1f | %.0f |\n", config.c_str(), math.c_str(),
+              dtype_name(dt), static_cast<long long>(d), static_cast<long long>(n), causal ? "yes" : "no", fwd,
+              flops / fwd / 1e9, bwd, 2.5 * flops / bwd / 1e9, first);
+  std::fflush(stdout);
+}
+
 int run(const std::vector<std::string>& args) {
   std::string dims = "16,32,64,128", lens = "1024,4096,16384", maths = "ffma,tf32", dtype = "float32", tiles;
   int64_t bh = 8;
@@ -120,20 +143,35 @@ int run(const std::vector<std::string>& args) {
   const std::vector<std::string> configs = tile_configs(tiles);
   const char* env_tiles = std::getenv("MINIDL_ATTENTION_TILES");
   const std::string saved_tiles = env_tiles ? env_tiles : "";
-  if (compile_only) {
+  // Runs row(config, math, d) for every combination; an Error (e.g. tiles too large for a head
+  // dim) is reported and counted, and the other combinations still run.
+  int failed = 0;
+  auto for_each = [&](const auto& row) {
     for (const std::string& config : configs) {
       use_tiles(config);
       for (const std::string& math : str_list(maths)) {
-        ::setenv("MINIDL_ATTENTION_MATH", math.c_str(), 1);
-        for (int64_t d : int_list(dims))
-          for (const auto& k : cuda::fused_attention_kernels(d, dt, 1.0 / std::sqrt(static_cast<double>(d)), causal, true))
-            std::printf("%s: %zu bytes of cubin\n", k.name.c_str(), jit::compile_cached(k)->size());
+        ::setenv("MINIDL_ATTENTION_MATH", math.c_str(), 1);  // read by every launch
+        for (int64_t d : int_list(dims)) {
+          try {
+            row(config, math, d);
+          } catch (const Error& e) {
+            std::fprintf(stderr, "attention-kernels: tiles %s, %s, d %lld: %s\n", config.c_str(), math.c_str(),
+                         static_cast<long long>(d), e.what());
+            ++failed;
+          }
+        }
       }
     }
     ::unsetenv("MINIDL_ATTENTION_MATH");
     use_tiles(saved_tiles);
     std::fprintf(stderr, "%s\n", format_stats(KernelCache::global().stats()).c_str());
-    return 0;
+    return failed ? 1 : 0;
+  };
+  if (compile_only) {
+    return for_each([&](const std::string&, const std::string&, int64_t d) {
+      for (const auto& k : cuda::fused_attention_kernels(d, dt, 1.0 / std::sqrt(static_cast<double>(d)), causal, true))
+        std::printf("%s: %zu bytes of cubin\n", k.name.c_str(), jit::compile_cached(k)->size());
+    });
   }
   if (!cuda::is_available()) {
     std::fprintf(stderr, "attention-kernels: no GPU (%s)\n", cuda::unavailable_reason().c_str());
@@ -141,39 +179,9 @@ int run(const std::vector<std::string>& args) {
   }
   std::printf("| tiles | math | dtype | d | seq_len | causal | fwd_ms | fwd_TFLOP/s | bwd_ms | bwd_TFLOP/s | first_call_ms |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
-  for (const std::string& config : configs) {
-  use_tiles(config);
-  for (const std::string& math : str_list(maths)) {
-    ::setenv("MINIDL_ATTENTION_MATH", math.c_str(), 1);  // read by every launch
-    for (int64_t d : int_list(dims)) {
-      for (int64_t n : int_list(lens)) {
-        const Options o{.dtype = dt, .device = kCUDA};
-        const Tensor q = randn({bh, n, d}, o), k = randn({bh, n, d}, o), v = randn({bh, n, d}, o);
-        const Tensor dout = randn({bh, n, d}, o);
-        const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-        cuda::AttentionOutputs out;
-        const auto t0 = std::chrono::steady_clock::now();
-        out = cuda::fused_attention_forward(q, k, v, scale, causal);  // JIT compile (or cache load)
-        cuda::fused_attention_backward(q, k, v, out.o, out.lse, dout, scale, causal);
-        cuda::synchronize();
-        const double first = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        const double fwd = median_ms(reps, [&] { out = cuda::fused_attention_forward(q, k, v, scale, causal); });
-        const double bwd =
-            median_ms(reps, [&] { cuda::fused_attention_backward(q, k, v, out.o, out.lse, dout, scale, causal); });
-        const double flops = 4.0 * bh * n * n * d * (causal ? 0.5 : 1.0);
-        std::printf("| %s | %s | %s | %lld | %lld | %s | %.3f | %.1f | %.3f | %.1f | %.0f |\n", config.c_str(),
-                    math.c_str(), dtype_name(dt),
-                    static_cast<long long>(d), static_cast<long long>(n), causal ? "yes" : "no", fwd,
-                    flops / fwd / 1e9, bwd, 2.5 * flops / bwd / 1e9, first);
-        std::fflush(stdout);
-      }
-    }
-  }
-  }
-  ::unsetenv("MINIDL_ATTENTION_MATH");
-  use_tiles(saved_tiles);
-  std::fprintf(stderr, "%s\n", format_stats(KernelCache::global().stats()).c_str());
-  return 0;
+  return for_each([&](const std::string& config, const std::string& math, int64_t d) {
+    for (int64_t n : int_list(lens)) time_row(config, math, dt, bh, d, n, causal, reps);
+  });
 }
 
 }  // namespace
