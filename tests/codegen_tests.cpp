@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -637,6 +638,79 @@ TEST_CASE("codegen: the emulated mma accumulates like the tensor cores (aligned,
     CHECK(r == std::ldexp(1.f, 20) + 1.125f);
 }
 
+// One warp multiplies 16 x's by 8 y's with the 3xTF32 split (NOTE [3xTF32]): C[r][c] = x[r]·y[c]
+// through A[r][0] = x[r], B[0][c] = y[c], every other operand 0. Returns C row-major.
+std::vector<float> split_products(Backend& be, std::vector<float> x, std::vector<float> y) {
+  GeneratedKernel k;
+  k.name = "minidl_test_split_products";
+  k.threads = 32;
+  k.source = R"(#include "compiler/codegen/device/device.cuh"
+#include "compiler/codegen/device/kernel_params.h"
+extern "C" __global__ void minidl_test_split_products(const minidl::FusedArgs args) {
+  using namespace minidl::dev;
+  const float* x = static_cast<const float*>(args.in[0]);
+  const float* y = static_cast<const float*>(args.in[1]);
+  const int g = threadIdx.x / 4, t = threadIdx.x % 4;
+  unsigned a_hi[4] = {}, a_lo[4] = {}, b_hi[2] = {}, b_lo[2] = {};
+  if (t == 0) {
+    split_tf32(x[g], a_hi[0], a_lo[0]);
+    split_tf32(x[g + 8], a_hi[1], a_lo[1]);
+    split_tf32(y[g], b_hi[0], b_lo[0]);
+  }
+  float c[4] = {0.f, 0.f, 0.f, 0.f};
+  mma_tf32(c, a_lo, b_hi);
+  mma_tf32(c, a_hi, b_lo);
+  mma_tf32(c, a_hi, b_hi);
+  float* out = static_cast<float*>(args.out[0]);
+  for (int e = 0; e < 4; ++e) out[(g + 8 * (e / 2)) * 8 + 2 * t + e % 2] = c[e];
+}
+)";
+  std::vector<float> out(128, 0.f);
+  FusedArgs args{};
+  args.in[0] = be.to_device(x.data(), x.size() * 4);
+  args.in[1] = be.to_device(y.data(), y.size() * 4);
+  args.out[0] = be.to_device(out.data(), out.size() * 4);
+  be.run(k, 1, &args);
+  be.to_host(out.data(), args.out[0], out.size() * 4);
+  return out;
+}
+
+// The split's products against float64: within a few 2^-22 (one TF32 product is off by up to
+// 2^-11), and a NaN or infinite x gives NaN, including the NaNs whose rounding carries into the
+// sign bit (0x7fffffff is CUDA's own NaN).
+void check_split_products(Backend& be) {
+  std::vector<float> x(16), y(8);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-4.f, 4.f);
+  for (float& v : x) v = u(rng);
+  for (float& v : y) v = u(rng);
+  x[1] = 1.f + std::ldexp(1.f, -11);          // a tie: big rounds up, small is negative
+  x[2] = std::nextafter(2.f, 0.f);            // rounds up into the next binade
+  x[3] = -std::ldexp(1.f + std::ldexp(1.f, -12) * 3, -100);  // tiny
+  const uint32_t nans[] = {0x7fffffffu, 0xffffffffu, 0x7fc00000u};
+  for (int i = 0; i < 3; ++i) std::memcpy(&x[12 + i], &nans[i], 4);
+  x[15] = INFINITY;
+  const std::vector<float> c = split_products(be, x, y);
+  double worst = 0;
+  for (int r = 0; r < 16; ++r)
+    for (int col = 0; col < 8; ++col) {
+      const float got = c[r * 8 + col];
+      if (r >= 12) {
+        CHECK_MESSAGE(std::isnan(got), "x[" << r << "]·y[" << col << "] = " << got << ", want NaN");
+        continue;
+      }
+      const double want = static_cast<double>(x[r]) * y[col];
+      worst = std::max(worst, std::abs(got - want) / std::abs(want));
+    }
+  CHECK_MESSAGE(worst <= std::ldexp(1.0, -20), "worst relative error " << worst);
+}
+
+TEST_CASE("codegen: the 3xTF32 split keeps products at float32 accuracy and propagates NaN (emulated)") {
+  if (!testing::emulator_or_skip("emulated 3xTF32 split")) return;
+  EmulatorBackend be;
+  check_split_products(be);
+}
+
 TEST_CASE("codegen: emulated FFMA attention matches float64 (float32, odd sizes, causal, strided)") {
   if (!testing::emulator_or_skip("emulated FFMA attention")) return;
   EmulatorBackend be;
@@ -687,6 +761,12 @@ TEST_CASE("codegen: emulated attention in float16 and bfloat16 (float32 accumula
 // ============================================================================ GPU
 
 #if MINIDL_WITH_CUDA
+TEST_CASE("codegen gpu: the 3xTF32 split keeps products at float32 accuracy and propagates NaN") {
+  if (!testing::gpu_or_skip("3xTF32 split on the tensor cores")) return;
+  GpuBackend be;
+  check_split_products(be);
+}
+
 TEST_CASE("codegen gpu: attention kernels match float64 (seq 1, 17, 1000; odd head dims; causal; strided)") {
   if (!testing::gpu_or_skip("codegen gpu: attention kernels")) return;
   GpuBackend be;

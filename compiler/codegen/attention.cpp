@@ -26,6 +26,15 @@
 // three tensor-core products per product, as PyTorch's float32 SDPA does. 16-bit inputs are
 // exact in TF32, so they take one product.
 //
+// NOTE [Two chains per product]
+// An mma's result is ready ~30 cycles after it issues, and the H200 takes a new TF32 mma about
+// every 6 cycles per scheduler: 305–316 TFLOP/s with four or more independent accumulators per
+// scheduler, 65 TFLOP/s with one (a microbenchmark in docs/kernel-notes.md). The three products
+// of one 3xTF32 step into one accumulator are a chain of three such latencies. Where registers
+// allow (the per-fragment temporaries of NOTE [Short mma chains]), the two small terms go into a
+// second zeroed accumulator, added to the first with one IEEE add per element at the end: two
+// shorter chains the scheduler can overlap, and the small terms summed at their own magnitude.
+//
 // NOTE [Permuted k in register-sourced products]
 // mma.m16n8k8 wants A[g][t] and A[g][t+4] in a thread, but the accumulator of the previous
 // product holds C[g][2t] and C[g][2t+1]. A sum over k may visit k in any order as long as A and
@@ -708,11 +717,14 @@ void frag_load(SourceBuilder& b, const Tf32Layout& l, const Frag& f, int i, cons
     case TileForm::Float: frag_set(b, l, f, i, fmt::format("{}[{}]", t.name, off)); break;
   }
 }
-// acc += a · b: NOTE [3xTF32] (small terms first).
-void emit_mma(SourceBuilder& b, const Tf32Layout& l, const std::string& acc, const Frag& a, const Frag& bf) {
+// acc += a · b: NOTE [3xTF32] (small terms first). With `acc_small`, the two small terms go
+// there instead, a chain apart from acc's: NOTE [Two chains per product].
+void emit_mma(SourceBuilder& b, const Tf32Layout& l, const std::string& acc, const Frag& a, const Frag& bf,
+              const std::string& acc_small = "") {
   if (l.split) {
-    b.line("mma_tf32({}, {}, {});", acc, a.lo(), bf.hi());
-    b.line("mma_tf32({}, {}, {});", acc, a.hi(), bf.lo());
+    const std::string& small = acc_small.empty() ? acc : acc_small;
+    b.line("mma_tf32({}, {}, {});", small, a.lo(), bf.hi());
+    b.line("mma_tf32({}, {}, {});", small, a.hi(), bf.lo());
   }
   b.line("mma_tf32({}, {}, {});", acc, a.hi(), bf.hi());
 }
@@ -725,14 +737,19 @@ void emit_fragment_products(SourceBuilder& b, const Tf32Layout& l, const Frag& a
   b.line("#pragma unroll");
   b.open("for (int dt = 0; dt < DK / 8; ++dt)");
   b.line("float acc[4] = {{0.f, 0.f, 0.f, 0.f}};");
+  if (l.split) b.line("float acc_small[4] = {{0.f, 0.f, 0.f, 0.f}};  // NOTE [Two chains per product]");
   b.line("#pragma unroll");
   b.open("for (int kk = 0; kk < {}; ++kk)", steps);
   frag_decl(b, l, "bf", "[2]");
   const Frag bf{"bf", ""};
   frag_load(b, l, bf, 0, t, "(8 * kk + 2 * t) * ST + 8 * dt + g");
   frag_load(b, l, bf, 1, t, "(8 * kk + 2 * t + 1) * ST + 8 * dt + g");
-  emit_mma(b, l, "acc", a, bf);
+  emit_mma(b, l, "acc", a, bf, l.split ? "acc_small" : "");
   b.close();
+  if (l.split) {
+    b.line("#pragma unroll");
+    b.line("for (int e = 0; e < 4; ++e) acc[e] += acc_small[e];");
+  }
   b.line("#pragma unroll");
   b.line("for (int e = 0; e < 4; ++e) {}", fold);
   b.close();

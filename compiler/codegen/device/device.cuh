@@ -108,11 +108,18 @@ MINIDL_DEV void cp_async_wait() {
 }
 #endif
 
-/// The 3xTF32 split: x ≈ big + small, both TF32, so a·b ≈ big·big + big·small + small·big
-/// keeps float32 accuracy on the tensor cores (see NOTE [3xTF32] in compiler/codegen/attention.cpp).
+/// The 3xTF32 split: x ≈ big + small, both read as TF32 by the mma, so a·b ≈ big·big + big·small
+/// + small·big keeps float32 accuracy on the tensor cores (NOTE [3xTF32] in
+/// compiler/codegen/attention.cpp). Three instructions, where two cvt.rna.tf32 took about eight
+/// on sm_90 (an infinity test, an add, a select and a mask each): the split runs for every
+/// fragment a warp reads from a float tile and was a third of the Tf32 kernels' instructions
+/// (docs/kernel-notes.md, "Profile"). big is x rounded to TF32 (half away from zero), masked so
+/// that x − big is exact; small keeps its low 13 bits, which the mma ignores (it truncates small
+/// to TF32: an error of 2^-21·|x| at most, against the 2^-22 of the small·small term dropped anyway).
+/// A NaN whose rounding carries into the sign bit makes big a zero, but small is x − big, the NaN.
 MINIDL_DEV void split_tf32(float x, unsigned& big, unsigned& small) {
-  big = to_tf32(x);
-  small = to_tf32(x - __uint_as_float(big));
+  big = (__float_as_uint(x) + 0x1000u) & 0xffffe000u;
+  small = __float_as_uint(x - __uint_as_float(big));
 }
 
 /// Component i (0..3, a compile-time constant after unrolling) of a float4.
