@@ -128,6 +128,41 @@ codegen::AttentionSpec spec_for(Kind kind, int64_t head_dim, DType dtype, double
   return s;
 }
 
+// NOTE [Tiles by grid size]
+// The kernels run one block per resident tile (forward: query rows; backward: keys) per batch
+// entry, so a small B·N leaves SMs idle: B·H = 8 and N = 1024 with 128-row tiles is 64 blocks
+// for the H200's 132 SMs. Where the default tiles' grid would give at most half the SMs a
+// block, the resident tile is halved once: twice the blocks, each of half the warps. On the
+// H200 at N = 1024 (docs/kernel-notes.md): forward d = 128 0.210 → 0.161 ms, d = 64 0.111 →
+// 0.090; backward d = 128 0.502 → 0.419, d = 64 0.297 → 0.239. At N = 2048 (128 blocks) the
+// bigger tiles still win. Tiles set with MINIDL_ATTENTION_TILES are taken as they are.
+// The spec with its resident tile halved, where the tiles are the defaults and can be halved.
+std::optional<codegen::AttentionSpec> halved_tiles(codegen::AttentionSpec s, Kind kind) {
+  if (kind == Kind::Delta || s.math != codegen::AttentionMath::Tf32 || s.block_m != 0 || s.block_n != 0)
+    return std::nullopt;
+  const bool backward = kind == Kind::Backward;
+  auto [bm, bn] = codegen::default_tf32_tiles(backward, s.head_dim);
+  int& resident = backward ? bn : bm;
+  // the backward's warps split the query rows of a step in 16s: its key tile stays a multiple of bm
+  const int smaller = resident / 2;
+  if (smaller < 16 || smaller % 16 != 0 || (backward && smaller % bm != 0)) return std::nullopt;
+  resident = smaller;
+  s.block_m = bm;
+  s.block_n = bn;
+  return s;
+}
+
+// The spec a launch over `batch` × `rows` resident rows uses: NOTE [Tiles by grid size].
+codegen::AttentionSpec fit_tiles_to_grid(const codegen::AttentionSpec& s, Kind kind, int64_t batch, int64_t rows) {
+  const std::optional<codegen::AttentionSpec> half = halved_tiles(s, kind);
+  if (!half) return s;
+  const int resident = kind == Kind::Backward ? 2 * half->block_n : 2 * half->block_m;
+  int device = 0, sms = 0;
+  MINIDL_CUDA_CHECK(cudaGetDevice(&device), kOp);
+  MINIDL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), kOp);
+  return 2 * batch * ((rows + resident - 1) / resident) > sms ? s : *half;
+}
+
 codegen::GeneratedKernel generate(Kind kind, const codegen::AttentionSpec& s) {
   return kind == Kind::Forward ? codegen::generate_attention_forward(s)
          : kind == Kind::Delta ? codegen::generate_attention_backward_delta(s)
@@ -161,8 +196,11 @@ long long blocks(const jit::LoadedKernel& k, int64_t batch, int64_t rows) {
 std::vector<codegen::GeneratedKernel> fused_attention_kernels(int64_t head_dim, DType dtype, double scale, bool causal,
                                                               bool unit_d_stride) {
   std::vector<codegen::GeneratedKernel> ks;
-  for (Kind kind : {Kind::Forward, Kind::Delta, Kind::Backward})
-    ks.push_back(generate(kind, spec_for(kind, head_dim, dtype, scale, causal, unit_d_stride)));
+  for (Kind kind : {Kind::Forward, Kind::Delta, Kind::Backward}) {
+    const codegen::AttentionSpec s = spec_for(kind, head_dim, dtype, scale, causal, unit_d_stride);
+    ks.push_back(generate(kind, s));
+    if (const auto half = halved_tiles(s, kind)) ks.push_back(generate(kind, *half));
+  }
   return ks;
 }
 
@@ -174,8 +212,9 @@ AttentionOutputs fused_attention_forward(const Tensor& q, const Tensor& k, const
   if (B == 0 || nq == 0 || d == 0) return out;
   MINIDL_CHECK(nk > 0, ShapeError, "[{}] no keys: q {}, k {}", kOp, shape_str(q.shape()), shape_str(k.shape()));
   DeviceGuard guard(q.device().index);
-  const jit::LoadedKernel& kern =
-      kernel_for(Kind::Forward, spec_for(Kind::Forward, d, q.dtype(), scale, causal, unit_d_stride({&q, &k, &v})));
+  const codegen::AttentionSpec spec = fit_tiles_to_grid(
+      spec_for(Kind::Forward, d, q.dtype(), scale, causal, unit_d_stride({&q, &k, &v})), Kind::Forward, B, nq);
+  const jit::LoadedKernel& kern = kernel_for(Kind::Forward, spec);
   const auto& qs = q.strides();
   const auto& ks = k.strides();
   const auto& vs = v.strides();
@@ -210,7 +249,9 @@ AttentionGrads fused_attention_backward(const Tensor& q, const Tensor& k, const 
   if (B > 0 && nq > 0 && nk > 0 && d > 0) {
     const bool unit = unit_d_stride({&q, &k, &v, &o, &dout});
     const jit::LoadedKernel& delta_k = kernel_for(Kind::Delta, spec_for(Kind::Delta, d, q.dtype(), scale, causal, unit));
-    const jit::LoadedKernel& main_k = kernel_for(Kind::Backward, spec_for(Kind::Backward, d, q.dtype(), scale, causal, unit));
+    const codegen::AttentionSpec spec =
+        fit_tiles_to_grid(spec_for(Kind::Backward, d, q.dtype(), scale, causal, unit), Kind::Backward, B, nk);
+    const jit::LoadedKernel& main_k = kernel_for(Kind::Backward, spec);
     Tensor delta = empty({B, nq}, kFloat32, q.device(), op);
     const auto &qs = q.strides(), &ks = k.strides(), &vs = v.strides(), &os = o.strides(), &ds = dout.strides();
     AttentionBwdParams p{q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(), dout.data_ptr(),

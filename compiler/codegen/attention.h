@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compiler/codegen/kernel.h"
@@ -57,6 +58,9 @@ struct AttentionSpec {
 /// Largest head dim each math supports (Tf32's backward keeps dK and dV for 16 keys × d per
 /// warp in registers, which caps it at 128).
 int max_head_dim(AttentionMath m);
+
+/// The Tf32 tiles (block_m, block_n) a spec with 0×0 gets (docs/kernel-notes.md).
+std::pair<int, int> default_tf32_tiles(bool backward, int head_dim);
 
 /// The tiles a Tf32 float32 kernel pre-splits when the spec leaves it open (docs/kernel-notes.md).
 SplitTiles default_split_tiles(bool backward, int head_dim);
