@@ -29,7 +29,7 @@
 // NOTE [Two chains per product]
 // An mma's result is ready ~30 cycles after it issues, and the H200 takes a new TF32 mma about
 // every 6 cycles per scheduler: 305–316 TFLOP/s with four or more independent accumulators per
-// scheduler, 65 TFLOP/s with one (a microbenchmark in docs/kernel-notes.md). The three products
+// scheduler, 65 TFLOP/s with one (bench/mma_peak.cu, docs/kernel-notes.md). The three products
 // of one 3xTF32 step into one accumulator are a chain of three such latencies. Where registers
 // allow (the per-fragment temporaries of NOTE [Short mma chains]), the two small terms go into a
 // second zeroed accumulator, added to the first with one IEEE add per element at the end: two
