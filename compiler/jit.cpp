@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -144,9 +145,20 @@ std::string compile_cubin(const std::string& name, const std::string& source,
 }
 
 namespace {
+// The embedded headers' names and texts: part of every cache key, so that a change to
+// device.cuh (which the generated source only #includes) recompiles the kernels using it.
+const std::string& embedded_headers_text() {
+  static const std::string text = [] {
+    std::string t;
+    for (const auto& h : codegen::embedded_headers()) t += fmt::format("{} {}\n{}\n", h.name, std::strlen(h.text), h.text);
+    return t;
+  }();
+  return text;
+}
+
 KernelRequest request_for(const codegen::GeneratedKernel& k) {
   const std::string arch = target_arch();
-  return {k.name, k.source, compile_options(arch), arch, compiler_version()};
+  return {k.name, k.source, compile_options(arch), arch, compiler_version(), embedded_headers_text()};
 }
 std::shared_ptr<const std::string> compile_request(const KernelRequest& req) {
   dump_source(req.name, req.source);

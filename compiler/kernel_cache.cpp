@@ -130,6 +130,7 @@ std::string kernel_cache_key(const KernelRequest& r) {
   field("compiler", r.compiler);
   for (const auto& o : r.options) field("option", o);
   field("source", r.source);
+  field("headers", r.headers);
   const uint64_t a = mix64(fnv1a(m.data(), m.size()));
   const uint64_t b = mix64(fnv1a(m.data(), m.size(), 0x84222325cbf29ce4ull, 0x9e3779b97f4a7c15ull));
   return fmt::format("{:016x}{:016x}", a, b);

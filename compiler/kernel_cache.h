@@ -24,10 +24,11 @@ namespace minidl {
 /// What a binary is compiled from: every field is part of the cache key.
 struct KernelRequest {
   std::string name;                  // kernel name; prefixes the file names on disk
-  std::string source;                // the complete translation unit
+  std::string source;                // the translation unit
   std::vector<std::string> options;  // compiler options, in their canonical order
   std::string arch;                  // "sm_90"
   std::string compiler;              // "nvrtc-13.0"
+  std::string headers;               // names and texts of the headers the source may include
 };
 
 /// The cache key of a request: 32 hex digits hashing its fields and kCodegenVersion.

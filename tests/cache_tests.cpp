@@ -82,9 +82,9 @@ KernelRequest request(int variant = 0) {
   s.head_dim = 40 + 8 * variant;
   const codegen::GeneratedKernel k = codegen::generate_attention_forward(s);
 #if MINIDL_WITH_CUDA
-  return {k.name, k.source, jit::compile_options("sm_90"), "sm_90", jit::compiler_version()};
+  return {k.name, k.source, jit::compile_options("sm_90"), "sm_90", jit::compiler_version(), "headers"};
 #else
-  return {k.name, k.source, {"--gpu-architecture=sm_90"}, "sm_90", "stand-in"};
+  return {k.name, k.source, {"--gpu-architecture=sm_90"}, "sm_90", "stand-in", "headers"};
 #endif
 }
 
@@ -163,7 +163,7 @@ TEST_CASE("kernel cache: child process" * doctest::skip()) {
   std::ofstream(arg.substr(b + 1)) << *cc.calls << ' ' << cache.stats().disk_hits << ' ' << binary->size();
 }
 
-TEST_CASE("kernel cache: the key covers source, options, arch, compiler and name") {
+TEST_CASE("kernel cache: the key covers source, included headers, options, arch, compiler and name") {
   const KernelRequest r = request();
   CHECK(kernel_cache_key(r) == kernel_cache_key(request()));
   CHECK(kernel_cache_key(r).size() == 32);
@@ -181,6 +181,9 @@ TEST_CASE("kernel cache: the key covers source, options, arch, compiler and name
   CHECK(kernel_cache_key(x) != kernel_cache_key(r));
   x = r;
   x.name += "2";
+  CHECK(kernel_cache_key(x) != kernel_cache_key(r));
+  x = r;
+  x.headers += " ";  // a device header changed under an unchanged generated source
   CHECK(kernel_cache_key(x) != kernel_cache_key(r));
   // Fields are length-prefixed: moving text from one field to the next changes the key.
   KernelRequest a = r, b = r;
