@@ -134,7 +134,7 @@ codegen::AttentionSpec spec_for(Kind kind, int64_t head_dim, DType dtype, double
 // for the H200's 132 SMs. Where the default tiles' grid would give at most half the SMs a
 // block, the resident tile is halved once: twice the blocks, each of half the warps. On the
 // H200 at N = 1024 (docs/kernel-notes.md): forward d = 128 0.210 → 0.161 ms, d = 64 0.111 →
-// 0.090; backward d = 128 0.502 → 0.419, d = 64 0.297 → 0.239. At N = 2048 (128 blocks) the
+// 0.089; backward d = 128 0.502 → 0.419, d = 64 0.297 → 0.239. At N = 2048 (128 blocks) the
 // bigger tiles still win. Tiles set with MINIDL_ATTENTION_TILES are taken as they are.
 
 // The spec with its resident tile halved, where the tiles are the defaults and can be halved.
