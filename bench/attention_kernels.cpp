@@ -169,8 +169,10 @@ int run(const std::vector<std::string>& args) {
   };
   if (compile_only) {
     return for_each([&](const std::string&, const std::string&, int64_t d) {
-      for (const auto& k : cuda::fused_attention_kernels(d, dt, 1.0 / std::sqrt(static_cast<double>(d)), causal, true))
-        std::printf("%s: %zu bytes of cubin\n", k.name.c_str(), jit::compile_cached(k)->size());
+      for (bool backward : {false, true})
+        for (const auto& k :
+             cuda::fused_attention_kernels(d, dt, 1.0 / std::sqrt(static_cast<double>(d)), causal, true, backward))
+          std::printf("%s: %zu bytes of cubin\n", k.name.c_str(), jit::compile_cached(k)->size());
     });
   }
   if (!cuda::is_available()) {

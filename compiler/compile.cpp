@@ -1,12 +1,21 @@
 #include "compiler/compile.h"
 
 #include <mutex>
+#include <set>
 #include <unordered_map>
 
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
+#include "core/config.h"
 #include "core/log.h"
 #include "core/ops.h"
+#if MINIDL_WITH_CUDA
+#include "compiler/codegen/fusion.h"
+#include "compiler/codegen/lower_group.h"
+#include "compiler/cuda_attention.h"
+#include "compiler/fused_attention.h"
+#include "compiler/fusion_group.h"
+#endif
 
 namespace minidl {
 
@@ -161,6 +170,41 @@ const Plan& CompiledFunction::plan() const {
   MINIDL_CHECK(state_->last != nullptr, ValueError,
                "[compile] {} has no plan yet: call it once first", state_->options.name);
   return *state_->last;
+}
+
+std::vector<codegen::GeneratedKernel> CompiledFunction::sources() const {
+  const Plan& p = plan();
+  std::vector<codegen::GeneratedKernel> out;
+#if MINIDL_WITH_CUDA
+  std::set<std::string> seen;
+  auto add = [&](std::vector<codegen::GeneratedKernel> ks) {
+    for (auto& k : ks)
+      if (seen.insert(k.name).second) out.push_back(std::move(k));
+  };
+  auto visit = [&](const Graph& g) {
+    for (const GraphNode& n : g.nodes) {
+      const std::vector<TensorMeta> in = g.metas(n.inputs);
+      const Primitive* op = n.op.get();
+      if (const auto* group = dynamic_cast<const FusionGroup*>(op)) {
+        std::vector<Strides> strides;
+        for (const TensorMeta& m : in) strides.push_back(contiguous_strides(m.shape));
+        const codegen::LoweredGroup lowered = codegen::lower_group(*group, strides);
+        if (lowered.program) add({codegen::generate_fused(*lowered.program)});  // else it runs op by op
+      }
+      // float64 attention runs its composition (FusedAttention::eval_cuda): no kernels
+      const auto* fwd = dynamic_cast<const FusedAttention*>(op);
+      const auto* bwd = dynamic_cast<const FusedAttentionBackward*>(op);
+      if ((fwd || bwd) && in[0].dtype != kFloat64)
+        add(cuda::fused_attention_kernels(in[0].shape.back(), in[0].dtype, fwd ? fwd->scale() : bwd->scale(),
+                                          fwd ? fwd->causal() : bwd->causal(), true, bwd != nullptr));
+    }
+  };
+  visit(p.forward);
+  if (p.has_backward) visit(p.backward.graph);
+#else
+  (void)p;
+#endif
+  return out;
 }
 
 size_t CompiledFunction::num_plans() const {

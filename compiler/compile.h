@@ -19,6 +19,7 @@
 #include <memory>
 #include <vector>
 
+#include "compiler/codegen/kernel.h"
 #include "compiler/plan.h"
 #include "compiler/trace.h"
 
@@ -51,6 +52,12 @@ class CompiledFunction {
   const Graph& graph() const { return plan().forward; }
   /// Its graphs between passes, in pass order.
   const std::vector<PassSnapshot>& passes() const { return plan().passes; }
+  /// The CUDA kernels its fused nodes (forward, then backward) generate for contiguous inputs
+  /// of its signature: each FusionGroup's kernel, and the fused attention's forward, delta and
+  /// backward kernels with the halved-tile variants small grids get. The same sources
+  /// MINIDL_DUMP_DIR receives when they compile; generating them needs no GPU. Empty in a
+  /// build without CUDA (nothing is generated there).
+  std::vector<codegen::GeneratedKernel> sources() const;
   /// Number of signatures compiled so far.
   size_t num_plans() const;
   CompileStats stats() const;

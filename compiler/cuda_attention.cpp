@@ -195,9 +195,9 @@ long long blocks(const jit::LoadedKernel& k, int64_t batch, int64_t rows) {
 }  // namespace
 
 std::vector<codegen::GeneratedKernel> fused_attention_kernels(int64_t head_dim, DType dtype, double scale, bool causal,
-                                                              bool unit_d_stride) {
+                                                              bool unit_d_stride, bool backward) {
   std::vector<codegen::GeneratedKernel> ks;
-  for (Kind kind : {Kind::Forward, Kind::Delta, Kind::Backward}) {
+  for (Kind kind : backward ? std::vector<Kind>{Kind::Delta, Kind::Backward} : std::vector<Kind>{Kind::Forward}) {
     const codegen::AttentionSpec s = spec_for(kind, head_dim, dtype, scale, causal, unit_d_stride);
     ks.push_back(generate(kind, s));
     if (const auto half = halved_tiles(s, kind)) ks.push_back(generate(kind, *half));

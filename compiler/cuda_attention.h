@@ -12,12 +12,12 @@
 namespace minidl::cuda {
 
 #if MINIDL_WITH_CUDA
-/// The forward, backward-delta and backward kernels fused_attention_forward/backward generate for
-/// inputs of this head dim and dtype (math and tiles from the environment, as they read it), and
-/// the forward and backward with halved tiles that small grids get (NOTE [Tiles by grid size]
-/// in compiler/cuda_attention.cpp).
+/// The kernels fused_attention_forward (or, with `backward`, fused_attention_backward: delta and
+/// the main kernel) generates for inputs of this head dim and dtype (math and tiles from the
+/// environment, as they read it), with the halved-tile variant small grids get (NOTE [Tiles by
+/// grid size] in compiler/cuda_attention.cpp).
 std::vector<codegen::GeneratedKernel> fused_attention_kernels(int64_t head_dim, DType dtype, double scale, bool causal,
-                                                              bool unit_d_stride);
+                                                              bool unit_d_stride, bool backward);
 #endif
 
 }  // namespace minidl::cuda

@@ -1,5 +1,6 @@
 // compile(): capture, plan cache, fused attention against eager and float64, memory shape of
 // the saved tensors, the fusion plan, autodiff of compiled graphs, dumps.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -105,6 +106,40 @@ TEST_CASE("the attention plan is one fused node each way and saves exactly q, k,
   CHECK(saved == want);
   CHECK(p.backward.inputs.size() == 6);
   CHECK(p.attention_rejections.empty());
+}
+
+TEST_CASE("sources() gives the CUDA kernels of a plan's fused nodes, generated without a GPU") {
+  manual_seed(1);
+  CompiledFunction f = compiled_attention(true);
+  std::vector<Tensor> x = {leaf(randn({2, 16, 8})), leaf(randn({2, 16, 8})), leaf(randn({2, 16, 8}))};
+  CHECK_THROWS_AS(f.sources(), ValueError);  // no plan before the first call
+  f.call1(x);
+  CompiledFunction chain = compile(
+      [](const std::vector<Tensor>& in) { return tanh(exp(in[0] * in[1] + 1.0) - in[1]) * 0.5; }, {.name = "chain"});
+  chain.call1({randn({4, 7}), randn({7})});
+#if MINIDL_WITH_CUDA
+  std::vector<std::string> names;
+  for (const auto& k : f.sources()) {
+    names.push_back(k.name);
+    CHECK_MESSAGE(k.source.find("extern \"C\" __global__ void __launch_bounds__") != std::string::npos, k.name);
+    CHECK_MESSAGE(k.source.find(k.name) != std::string::npos, k.name);
+    CHECK(k.source.find("causal") != std::string::npos);
+  }
+  auto count = [&](const std::string& prefix) {
+    return std::count_if(names.begin(), names.end(), [&](const std::string& n) { return n.rfind(prefix, 0) == 0; });
+  };
+  // the forward, delta and backward kernels, the forward and backward also with halved tiles
+  CHECK(count("minidl_attn_fwd_") >= 1);
+  CHECK(count("minidl_attn_delta_") == 1);
+  CHECK(count("minidl_attn_bwd_") >= 1);
+  CHECK(names.size() == static_cast<size_t>(count("minidl_attn_")));
+  const std::vector<codegen::GeneratedKernel> chain_ks = chain.sources();
+  REQUIRE(chain_ks.size() == 1);  // one fused group, no backward (nothing requires grad)
+  CHECK(chain_ks[0].source.find("Tanh") != std::string::npos);
+#else
+  CHECK(f.sources().empty());  // nothing is generated without CUDA
+  CHECK(chain.sources().empty());
+#endif
 }
 
 TEST_CASE("bytes alive before backward grow linearly in seq_len compiled, quadratically eager") {
