@@ -26,6 +26,7 @@
 #include "compiler/codegen/device/kernel_params.h"
 #include "compiler/jit.h"
 #include "core/ops.h"
+#include "runtime/cuda.h"
 #include "runtime/cuda_check.h"
 
 namespace minidl::cuda {
@@ -153,15 +154,13 @@ std::optional<codegen::AttentionSpec> halved_tiles(codegen::AttentionSpec s, Kin
   return s;
 }
 
-// The spec a launch over `batch` × `rows` resident rows uses: NOTE [Tiles by grid size].
-codegen::AttentionSpec fit_tiles_to_grid(const codegen::AttentionSpec& s, Kind kind, int64_t batch, int64_t rows) {
+// The spec a launch over `batch` × `rows` resident rows on `device` uses: NOTE [Tiles by grid size].
+codegen::AttentionSpec fit_tiles_to_grid(const codegen::AttentionSpec& s, Kind kind, int64_t batch, int64_t rows,
+                                         int device) {
   const std::optional<codegen::AttentionSpec> half = halved_tiles(s, kind);
   if (!half) return s;
   const int resident = kind == Kind::Backward ? 2 * half->block_n : 2 * half->block_m;
-  int device = 0, sms = 0;
-  MINIDL_CUDA_CHECK(cudaGetDevice(&device), kOp);
-  MINIDL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), kOp);
-  return 2 * batch * ((rows + resident - 1) / resident) > sms ? s : *half;
+  return 2 * batch * ((rows + resident - 1) / resident) > properties(device).multiprocessors ? s : *half;
 }
 
 codegen::GeneratedKernel generate(Kind kind, const codegen::AttentionSpec& s) {
@@ -213,8 +212,9 @@ AttentionOutputs fused_attention_forward(const Tensor& q, const Tensor& k, const
   if (B == 0 || nq == 0 || d == 0) return out;
   MINIDL_CHECK(nk > 0, ShapeError, "[{}] no keys: q {}, k {}", kOp, shape_str(q.shape()), shape_str(k.shape()));
   DeviceGuard guard(q.device().index);
-  const codegen::AttentionSpec spec = fit_tiles_to_grid(
-      spec_for(Kind::Forward, d, q.dtype(), scale, causal, unit_d_stride({&q, &k, &v})), Kind::Forward, B, nq);
+  const codegen::AttentionSpec spec =
+      fit_tiles_to_grid(spec_for(Kind::Forward, d, q.dtype(), scale, causal, unit_d_stride({&q, &k, &v})),
+                        Kind::Forward, B, nq, q.device().index);
   const jit::LoadedKernel& kern = kernel_for(Kind::Forward, spec);
   const auto& qs = q.strides();
   const auto& ks = k.strides();
@@ -251,7 +251,7 @@ AttentionGrads fused_attention_backward(const Tensor& q, const Tensor& k, const 
     const bool unit = unit_d_stride({&q, &k, &v, &o, &dout});
     const jit::LoadedKernel& delta_k = kernel_for(Kind::Delta, spec_for(Kind::Delta, d, q.dtype(), scale, causal, unit));
     const codegen::AttentionSpec spec =
-        fit_tiles_to_grid(spec_for(Kind::Backward, d, q.dtype(), scale, causal, unit), Kind::Backward, B, nk);
+        fit_tiles_to_grid(spec_for(Kind::Backward, d, q.dtype(), scale, causal, unit), Kind::Backward, B, nk, device);
     const jit::LoadedKernel& main_k = kernel_for(Kind::Backward, spec);
     Tensor delta = empty({B, nq}, kFloat32, q.device(), op);
     const auto &qs = q.strides(), &ks = k.strides(), &vs = v.strides(), &os = o.strides(), &ds = dout.strides();

@@ -591,16 +591,29 @@ TEST_CASE("codegen: an NVRTC failure raises CompileError with the log and the du
 
 // ============================================================================ emulated results
 
+// Runs one warp of the kernel `name` whose body is `body` (it reads args.in[i] as float arrays,
+// the `inputs`, and writes args.out[0], `out_size` floats that start as NaN); returns out[0].
+std::vector<float> run_one_warp(Backend& be, const std::string& name, const std::string& body,
+                                std::vector<std::vector<float>> inputs, size_t out_size) {
+  GeneratedKernel k;
+  k.name = name;
+  k.threads = 32;
+  k.source = "#include \"compiler/codegen/device/device.cuh\"\n#include \"compiler/codegen/device/kernel_params.h\"\n"
+             "extern \"C\" __global__ void " + name + "(const minidl::FusedArgs args) {\n"
+             "  using namespace minidl::dev;\n" + body + "}\n";
+  std::vector<float> out(out_size, NAN);
+  FusedArgs args{};
+  for (size_t i = 0; i < inputs.size(); ++i) args.in[i] = be.to_device(inputs[i].data(), inputs[i].size() * 4);
+  args.out[0] = be.to_device(out.data(), out.size() * 4);
+  be.run(k, 1, &args);
+  be.to_host(out.data(), args.out[0], out.size() * 4);
+  return out;
+}
+
 // A warp runs `steps` mma's into one accumulator starting at c0; each step adds the single
 // product x·y to every element (A[r][0] = x, B[0][c] = y, every other operand 0).
 std::vector<float> emulated_mma_chain(Backend& be, float c0, float x, float y, int steps) {
-  GeneratedKernel k;
-  k.name = "minidl_test_mma_chain";
-  k.threads = 32;
-  k.source = R"(#include "compiler/codegen/device/device.cuh"
-#include "compiler/codegen/device/kernel_params.h"
-extern "C" __global__ void minidl_test_mma_chain(const minidl::FusedArgs args) {
-  using namespace minidl::dev;
+  return run_one_warp(be, "minidl_test_mma_chain", R"(
   const float* in = static_cast<const float*>(args.in[0]);  // c0, x, y, steps
   const int t = threadIdx.x % 4;
   float c[4] = {in[0], in[0], in[0], in[0]};
@@ -608,15 +621,8 @@ extern "C" __global__ void minidl_test_mma_chain(const minidl::FusedArgs args) {
   unsigned a[4] = {x, x, 0u, 0u}, b[2] = {y, 0u};  // A[r][0] = x (rows g, g + 8), B[0][c] = y
   for (int i = 0; i < static_cast<int>(in[3]); ++i) mma_tf32(c, a, b);
   for (int e = 0; e < 4; ++e) static_cast<float*>(args.out[0])[4 * threadIdx.x + e] = c[e];
-}
-)";
-  std::vector<float> in = {c0, x, y, static_cast<float>(steps)}, out(128, NAN);
-  FusedArgs args{};
-  args.in[0] = be.to_device(in.data(), in.size() * 4);
-  args.out[0] = be.to_device(out.data(), out.size() * 4);
-  be.run(k, 1, &args);
-  be.to_host(out.data(), args.out[0], out.size() * 4);
-  return out;
+)",
+                      {{c0, x, y, static_cast<float>(steps)}}, 128);
 }
 
 TEST_CASE("codegen: the emulated mma accumulates like the tensor cores (aligned, truncated, toward zero)") {
@@ -642,13 +648,7 @@ TEST_CASE("codegen: the emulated mma accumulates like the tensor cores (aligned,
 // One warp multiplies 16 x's by 8 y's with the 3xTF32 split (NOTE [3xTF32]): C[r][c] = x[r]·y[c]
 // through A[r][0] = x[r], B[0][c] = y[c], every other operand 0. Returns C row-major.
 std::vector<float> split_products(Backend& be, std::vector<float> x, std::vector<float> y) {
-  GeneratedKernel k;
-  k.name = "minidl_test_split_products";
-  k.threads = 32;
-  k.source = R"(#include "compiler/codegen/device/device.cuh"
-#include "compiler/codegen/device/kernel_params.h"
-extern "C" __global__ void minidl_test_split_products(const minidl::FusedArgs args) {
-  using namespace minidl::dev;
+  return run_one_warp(be, "minidl_test_split_products", R"(
   const float* x = static_cast<const float*>(args.in[0]);
   const float* y = static_cast<const float*>(args.in[1]);
   const int g = threadIdx.x / 4, t = threadIdx.x % 4;
@@ -664,16 +664,8 @@ extern "C" __global__ void minidl_test_split_products(const minidl::FusedArgs ar
   mma_tf32(c, a_hi, b_hi);
   float* out = static_cast<float*>(args.out[0]);
   for (int e = 0; e < 4; ++e) out[(g + 8 * (e / 2)) * 8 + 2 * t + e % 2] = c[e];
-}
-)";
-  std::vector<float> out(128, 0.f);
-  FusedArgs args{};
-  args.in[0] = be.to_device(x.data(), x.size() * 4);
-  args.in[1] = be.to_device(y.data(), y.size() * 4);
-  args.out[0] = be.to_device(out.data(), out.size() * 4);
-  be.run(k, 1, &args);
-  be.to_host(out.data(), args.out[0], out.size() * 4);
-  return out;
+)",
+                      {std::move(x), std::move(y)}, 128);
 }
 
 // The split's products against float64: within a few 2^-22 (one TF32 product is off by up to
