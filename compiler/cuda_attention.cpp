@@ -72,11 +72,13 @@ enum class Kind { Forward, Delta, Backward };
 
 // MINIDL_ATTENTION_TILES overrides the generators' default tiles (block_m x block_n) and, for the
 // float32 Tf32 kernels, which tiles are split at load, for tuning without a rebuild. Entries,
-// comma-separated: <fwd|bwd>[@<head dim>]=<M>x<N>[:<split tiles>], e.g.
-// "fwd=64x64,bwd=32x64:q+do+ds,bwd@128=32x128:q+do". An entry for the head dim wins over one
-// without; 0x0 keeps the default tiles; split tiles as codegen::parse_split_tiles reads them.
+// comma-separated: <fwd|bwd>[@<head dim>]=<M>x<N>[g<groups>][:<split tiles>], e.g.
+// "fwd=64x64,bwd=32x64:q+do+ds,bwd@128=32x128:q+do,bwd@128=32x64g2". An entry for the head dim
+// wins over one without; 0x0 keeps the default tiles; g<groups> is the Tf32 backward's query
+// groups (NOTE [Query groups] in compiler/codegen/attention.cpp); split tiles as
+// codegen::parse_split_tiles reads them.
 struct TileChoice {
-  int block_m = 0, block_n = 0;
+  int block_m = 0, block_n = 0, groups = 1;
   std::optional<codegen::SplitTiles> split;
 };
 
@@ -92,20 +94,25 @@ TileChoice tiles_from_env(Kind kind, int64_t head_dim) {
     const std::string entry = s.substr(start, end - start);
     start = end + 1;
     char kernel[4] = {};
-    int d = 0, m = 0, n = 0, used = 0;
-    const bool ok = std::sscanf(entry.c_str(), "%3[a-z]@%d=%dx%d%n", kernel, &d, &m, &n, &used) == 4 ||
-                    (d = 0, std::sscanf(entry.c_str(), "%3[a-z]=%dx%d%n", kernel, &m, &n, &used) == 3);
+    int d = 0, m = 0, n = 0, groups = 1, used = 0, more = 0;
+    bool ok = std::sscanf(entry.c_str(), "%3[a-z]@%d=%dx%d%n", kernel, &d, &m, &n, &used) == 4 ||
+              (d = 0, std::sscanf(entry.c_str(), "%3[a-z]=%dx%d%n", kernel, &m, &n, &used) == 3);
+    if (ok && entry[used] == 'g') {
+      ok = std::sscanf(entry.c_str() + used, "g%d%n", &groups, &more) == 1 && groups >= 1;
+      used += more;
+    }
     MINIDL_CHECK(ok && (std::string(kernel) == "fwd" || std::string(kernel) == "bwd") && m >= 0 && n >= 0 &&
                      (static_cast<size_t>(used) == entry.size() || entry[used] == ':'),
                  ValueError,
-                 "[{}] MINIDL_ATTENTION_TILES entries look like fwd=64x64, bwd@128=32x128 or bwd=32x64:q+do+ds, "
-                 "got '{}' in '{}'",
+                 "[{}] MINIDL_ATTENTION_TILES entries look like fwd=64x64, bwd@128=32x128, bwd=32x64g2 or "
+                 "bwd=32x64:q+do+ds, got '{}' in '{}'",
                  kOp, entry, s);
     if (kernel != want || (d != 0 && d != head_dim)) continue;
     TileChoice& c = d != 0 ? specific : generic;
     have_specific |= d != 0;
     c.block_m = m;
     c.block_n = n;
+    c.groups = groups;
     if (static_cast<size_t>(used) < entry.size()) c.split = codegen::parse_split_tiles(entry.substr(used + 1));
   }
   return have_specific ? specific : generic;
@@ -116,9 +123,10 @@ codegen::AttentionSpec spec_for(Kind kind, int64_t head_dim, DType dtype, double
   const TileChoice tiles = tiles_from_env(kind, head_dim);
   s.block_m = tiles.block_m;
   s.block_n = tiles.block_n;
+  s.groups = tiles.groups;
   s.split = tiles.split;
   const char* async = std::getenv("MINIDL_ATTENTION_ASYNC");  // "0": plain loads, for A/B timing
-  s.async_copy = !(async && std::string(async) == "0");
+  s.async_copy = s.staged_loads = !(async && std::string(async) == "0");
   s.head_dim = static_cast<int>(head_dim);
   s.dtype = dtype;
   s.causal = causal;
@@ -133,24 +141,33 @@ codegen::AttentionSpec spec_for(Kind kind, int64_t head_dim, DType dtype, double
 // The kernels run one block per resident tile (forward: query rows; backward: keys) per batch
 // entry, so a small B·N leaves SMs idle: B·H = 8 and N = 1024 with 128-row tiles is 64 blocks
 // for the H200's 132 SMs. Where the default tiles' grid would give at most half the SMs a
-// block, the resident tile is halved once: twice the blocks, each of half the warps. On the
-// H200 at N = 1024 (docs/kernel-notes.md): forward d = 128 0.210 → 0.161 ms, d = 64 0.111 →
-// 0.089; backward d = 128 0.502 → 0.419, d = 64 0.297 → 0.239. At N = 2048 (128 blocks) the
-// bigger tiles still win. Tiles set with MINIDL_ATTENTION_TILES are taken as they are.
+// block, the resident tile is halved once: twice the blocks. The forward's blocks then have
+// half the warps; the backward keeps its warps where it can, in two query groups per key
+// (NOTE [Query groups] in compiler/codegen/attention.cpp). On the H200 at N = 1024
+// (docs/kernel-notes.md): forward d = 128 0.210 → 0.161 ms, d = 64 0.111 → 0.089; backward
+// d = 128 0.502 → 0.419, d = 64 0.297 → 0.239 with half the warps. At N = 2048 (128 blocks)
+// the bigger tiles still win. Tiles set with MINIDL_ATTENTION_TILES are taken as they are.
 
 // The spec with its resident tile halved, where the tiles are the defaults and can be halved.
 std::optional<codegen::AttentionSpec> halved_tiles(codegen::AttentionSpec s, Kind kind) {
-  if (kind == Kind::Delta || s.math != codegen::AttentionMath::Tf32 || s.block_m != 0 || s.block_n != 0)
+  if (kind == Kind::Delta || s.math != codegen::AttentionMath::Tf32 || s.block_m != 0 || s.block_n != 0 ||
+      s.groups != 1)
     return std::nullopt;
   const bool backward = kind == Kind::Backward;
   auto [bm, bn] = codegen::default_tf32_tiles(backward, s.head_dim);
   int& resident = backward ? bn : bm;
-  // the backward's warps split the query rows of a step in 16s: its key tile stays a multiple of bm
   const int smaller = resident / 2;
-  if (smaller < 16 || smaller % 16 != 0 || (backward && smaller % bm != 0)) return std::nullopt;
+  if (smaller < 16 || smaller % 16 != 0) return std::nullopt;
   resident = smaller;
   s.block_m = bm;
   s.block_n = bn;
+  if (backward) {
+    // two groups keep the warps where dq's row blocks (2·bm / 16) still divide them; else one
+    // group of half the warps, whose key tile must stay a multiple of bm for the same reason
+    const int warps = 2 * bn / 16, row_blocks = 2 * bm / 16;
+    if (warps % row_blocks == 0) s.groups = 2;
+    else if (bn % bm != 0) return std::nullopt;
+  }
   return s;
 }
 
@@ -177,9 +194,10 @@ const jit::LoadedKernel& kernel_for(Kind kind, const codegen::AttentionSpec& s) 
   int device = 0;
   MINIDL_CUDA_CHECK(cudaGetDevice(&device), kOp);
   const std::string key =
-      fmt::format("{}|{}|{}|{}|{}|{:a}|{}|{}x{}|{}|{}|{}", static_cast<int>(kind), codegen::attention_math_name(s.math),
-                  static_cast<int>(s.dtype), s.head_dim, s.causal, s.scale, s.unit_d_stride, s.block_m, s.block_n,
-                  s.async_copy, s.split ? codegen::split_tiles_name(*s.split) : "default", device);
+      fmt::format("{}|{}|{}|{}|{}|{:a}|{}|{}x{}g{}|{}|{}|{}", static_cast<int>(kind),
+                  codegen::attention_math_name(s.math), static_cast<int>(s.dtype), s.head_dim, s.causal, s.scale,
+                  s.unit_d_stride, s.block_m, s.block_n, s.groups, s.async_copy && s.staged_loads,
+                  s.split ? codegen::split_tiles_name(*s.split) : "default", device);
   std::lock_guard<std::mutex> lock(mu);
   if (auto it = memo.find(key); it != memo.end()) return *it->second;
   const jit::LoadedKernel& k = jit::load(generate(kind, s));

@@ -211,13 +211,15 @@ struct AttnCase {
   int block_m = 0, block_n = 0;  // 0: the default tiles
   bool async_copy = true;
   std::optional<SplitTiles> split = std::nullopt;  // unset: the default split tiles (Tf32 float32)
+  int groups = 1;                                  // Tf32 backward: NOTE [Query groups]
 };
 
 std::string describe(const AttnCase& c) {
   return fmt::format("{} {} d={} n_q={} n_k={} B={}{}{}{}", attention_math_name(c.math), dtype_name(c.dtype), c.d,
                      c.n_q, c.n_k, c.batch, c.causal ? " causal" : "", c.strided ? " strided" : "",
                      c.block_m ? fmt::format(" tiles {}x{}", c.block_m, c.block_n) : "") +
-         (c.async_copy ? "" : " sync") + (c.split ? " split " + split_tiles_name(*c.split) : "");
+         (c.async_copy ? "" : " sync") + (c.split ? " split " + split_tiles_name(*c.split) : "") +
+         (c.groups > 1 ? fmt::format(" groups {}", c.groups) : "");
 }
 
 double tolerance(const AttnCase& c) {
@@ -287,7 +289,7 @@ void check_attention(const AttnCase& c, Backend& be) {
   spec.unit_d_stride = !c.strided;
   spec.block_m = c.block_m;
   spec.block_n = c.block_n;
-  spec.async_copy = c.async_copy;
+  spec.async_copy = spec.staged_loads = c.async_copy;
   spec.split = c.split;
   auto dev = [&](HostTensor& t) { return be.to_device(t.data(), t.bytes()); };
   auto dev_f = [&](std::vector<float>& x) { return static_cast<float*>(be.to_device(x.data(), x.size() * 4)); };
@@ -317,6 +319,7 @@ void check_attention(const AttnCase& c, Backend& be) {
   void *dkd = dev(dk), *dvd = dev(dv);
   AttentionBwdParams bp{qd, kd, vd, od, dod, lsed, deltad, dqd, dkd, dvd, q.sb, q.sn, q.sd, k.sb, k.sn, k.sd,
                         v.sb, v.sn, v.sd, o.sb, o.sn, o.sd, dout.sb, dout.sn, dout.sd, B, c.n_q, c.n_k};
+  spec.groups = c.groups;
   const GeneratedKernel delta_k = generate_attention_backward_delta(spec), bwd = generate_attention_backward(spec);
   be.run(delta_k, blocks_for(delta_k, B, c.n_q), &bp);
   be.run(bwd, blocks_for(bwd, B, c.n_k), &bp);
@@ -530,6 +533,15 @@ TEST_CASE("codegen: attention specs outside the kernels' range are rejected") {
   s.block_m = 32;
   s.block_n = 48;  // 3 warps backward cannot split 2 row blocks of dq
   CHECK_THROWS_AS(generate_attention_backward(s), ValueError);
+  s.block_n = 128;
+  s.groups = 2;  // 16 warps
+  CHECK_THROWS_WITH_AS(generate_attention_backward(s), doctest::Contains("8 warps"), ValueError);
+  s.block_n = 64;
+  CHECK_NOTHROW(generate_attention_backward(s));
+  CHECK_THROWS_WITH_AS(generate_attention_forward(s), doctest::Contains("backward"), ValueError);
+  s.math = AttentionMath::Ffma;
+  CHECK_THROWS_WITH_AS(generate_attention_backward(s), doctest::Contains("tf32"), ValueError);
+  s.groups = 1;
   s.math = AttentionMath::Ffma;
   s.head_dim = 256;
   s.block_m = s.block_n = 256;  // far past the shared memory of a block
@@ -730,6 +742,9 @@ TEST_CASE("codegen: emulated TF32 attention matches float64 (3xTF32 keeps float3
   // every tile split at load (NOTE [Split at load]), and none
   check_attention({AttentionMath::Tf32, kFloat32, 40, 70, 45, 1, false, true, 0, 0, true, parse_split_tiles("q+k+v+do+ds")}, be);
   check_attention({AttentionMath::Tf32, kFloat32, 24, 50, 50, 1, true, false, 0, 0, true, parse_split_tiles("none")}, be);
+  // query groups (NOTE [Query groups]): 2 groups of 2 warps, 4 groups of 1, partial tiles, causal, strided
+  check_attention({AttentionMath::Tf32, kFloat32, 40, 70, 45, 1, true, false, 32, 32, true, std::nullopt, 2}, be);
+  check_attention({AttentionMath::Tf32, kFloat32, 24, 100, 37, 2, false, true, 16, 16, true, std::nullopt, 4}, be);
 }
 
 // The tensor cores truncate every mma's float32 sum (NOTE [Tensor-core accumulation]): before
@@ -747,6 +762,7 @@ TEST_CASE("codegen: emulated attention in float16 and bfloat16 (float32 accumula
   EmulatorBackend be;
   check_attention({AttentionMath::Ffma, kFloat16, 24, 33, 33, 1, true, false}, be);
   check_attention({AttentionMath::Tf32, kBFloat16, 64, 33, 33, 1, true, false}, be);
+  check_attention({AttentionMath::Tf32, kBFloat16, 64, 33, 33, 1, true, false, 32, 64, true, std::nullopt, 2}, be);
   check_attention({AttentionMath::Tf32, kFloat16, 40, 20, 20, 1, false, true}, be);
   check_attention({AttentionMath::Ffma, kBFloat16, 128, 9, 9, 1, false, false}, be);
 }
@@ -776,6 +792,11 @@ TEST_CASE("codegen gpu: attention kernels match float64 (seq 1, 17, 1000; odd he
   }
   check_attention({AttentionMath::Ffma, kFloat32, 256, 300, 300, 1, true, false}, be);
   check_attention({AttentionMath::Ffma, kFloat32, 200, 77, 77, 1, false, true}, be);
+  // the small-grid backward tiles: two query groups (NOTE [Query groups]); and loads not staged
+  check_attention({AttentionMath::Tf32, kFloat32, 128, 1000, 1000, 1, true, false, 32, 64, true, std::nullopt, 2}, be);
+  check_attention({AttentionMath::Tf32, kFloat32, 64, 1000, 333, 2, false, true, 32, 64, true, std::nullopt, 2}, be);
+  check_attention({AttentionMath::Tf32, kBFloat16, 128, 333, 333, 1, true, false, 32, 64, true, std::nullopt, 2}, be);
+  check_attention({AttentionMath::Tf32, kFloat32, 128, 1000, 1000, 1, true, false, 0, 0, false}, be);
 }
 
 TEST_CASE("codegen gpu: fused_attention_forward/backward match float64 autograd on strided device views") {

@@ -68,6 +68,16 @@
 // next V tile while the next S runs. Ks and Vs have one buffer each, so a barrier separates the
 // last read of a tile from the copy over it, and a wait plus a barrier the copy from the first
 // read: four barriers per step instead of two. 16-bit inputs convert on load and keep plain loads.
+//
+// NOTE [Query groups]
+// The Tf32 backward gives each warp 16 keys for the whole sequence: dk and dv for 16 keys × d
+// stay in its registers (128 at d = 128), which allows 8 warps per SM. A grid of few key tiles
+// (B·H = 8, N = 1024: 512 warps in all) then leaves each scheduler one warp, with nothing to
+// hide the mma latency (NOTE [Two chains per product]). With G groups, a block runs G warps per
+// 16 keys: each step loads G·BM query rows, group i takes rows i·BM..(i+1)·BM − 1 of it, and
+// all warps share the dq product of the step; at the end group 0 adds the other groups' dk and
+// dv, passed through the shared memory that held k and v. G times the warps per key, no extra
+// global memory, and each group's dk, dv still sum only its own, shorter chains of tiles.
 #include "compiler/codegen/attention.h"
 
 #include <algorithm>
@@ -127,9 +137,10 @@ std::string kernel_name(const char* kind, const AttentionSpec& s, int bm, int bn
     for (auto [on, c] : {std::pair{split->q, 'q'}, {split->k, 'k'}, {split->v, 'v'}, {split->dout, 'o'}, {split->ds, 's'}})
       if (on) tag += c;
   }
-  return fmt::format("minidl_attn_{}_{}_{}_d{}{}{}_m{}n{}{}{}", kind, attention_math_name(s.math),
+  return fmt::format("minidl_attn_{}_{}_{}_d{}{}{}_m{}n{}{}{}{}", kind, attention_math_name(s.math),
                      dtype_tag(s.dtype), s.head_dim, s.causal ? "_causal" : "",
-                     s.unit_d_stride ? "" : "_strided", bm, bn, s.async_copy ? "" : "_sync", tag);
+                     s.unit_d_stride ? "" : "_strided", bm, bn, s.groups > 1 ? fmt::format("g{}", s.groups) : "",
+                     s.async_copy && s.staged_loads ? "" : "_sync", tag);
 }
 
 // The comment every kernel starts with: what it computes, from which graph nodes, and how.
@@ -159,12 +170,24 @@ struct TileLoad {
   bool async = false;  // float32 through cp.async (no mul): lands at a later cp_async_wait
   bool split = false;  // stored as TF32 big and small parts in dst_hi, dst_lo: NOTE [Split at load]
 };
+// Stores the loaded float `x` as element (r, c) of t's shared tile (times t.mul, split if t.split).
+void emit_tile_put(SourceBuilder& b, const TileLoad& t, const std::string& x) {
+  const std::string scaled = t.mul.empty() ? x : x + " * " + t.mul;
+  if (t.split) {
+    b.line("unsigned big, small;");
+    b.line("split_tf32({}, big, small);", scaled);
+    b.line("{0}_hi[r * {1} + c] = big;", t.dst, t.stride);
+    b.line("{0}_lo[r * {1} + c] = small;", t.dst, t.stride);
+  } else {
+    b.line("{}[r * {} + c] = {};", t.dst, t.stride, scaled);
+  }
+}
+
 // A thread keeps one column and walks rows (or, for rows wider than the block, one row at a
 // time in steps of the block): the address advances by a constant, and the unroll is capped
 // so the loads in flight do not crowd out the accumulators (NOTE in docs/kernel-notes.md).
 void emit_tile_load(SourceBuilder& b, const AttentionSpec& s, int threads, const TileLoad& t) {
   const std::string col_off = s.unit_d_stride ? "c" : "c * " + t.sd;
-  const std::string scaled = t.mul.empty() ? "x" : "x * " + t.mul;
   b.comment(fmt::format("{} {} rows {} + [0, {}) of {}{}, zero past row {} and column D", t.dst,
                         t.async ? "<- (async)" : t.split ? "= split(...)" : "=", t.row0, t.rows, t.src,
                         t.mul.empty() ? "" : " · " + t.mul, t.n));
@@ -177,14 +200,7 @@ void emit_tile_load(SourceBuilder& b, const AttentionSpec& s, int threads, const
     } else {
       b.line("float x = 0.f;");
       b.line("if ({} && c < D) x = load({} + (long long)({} + r) * {} + {});", row_in, t.src, t.row0, t.sn, col_off);
-      if (t.split) {
-        b.line("unsigned big, small;");
-        b.line("split_tf32({}, big, small);", scaled);
-        b.line("{0}_hi[r * {1} + c] = big;", t.dst, t.stride);
-        b.line("{0}_lo[r * {1} + c] = small;", t.dst, t.stride);
-      } else {
-        b.line("{}[r * {} + c] = {};", t.dst, t.stride, scaled);
-      }
+      emit_tile_put(b, t, "x");
     }
   };
   b.open("");
@@ -208,6 +224,42 @@ void emit_tile_load(SourceBuilder& b, const AttentionSpec& s, int threads, const
     b.close();
     b.close();
   }
+  b.close();
+}
+
+// NOTE [Staged tile loads]
+// The backward's q and dout tiles are loaded at the start of every step: the block's first
+// barrier, then global loads whose latency (an L2 round trip) no warp can hide because
+// every warp is waiting for the same tile, then the split and the stores, then a barrier. On
+// the H200 that phase held a fifth of the d = 128 backward's stall samples (docs/kernel-notes.md).
+// Staged, the loads of the next step's tiles are issued into registers after this step's
+// last barrier and land while the warps compute dq; the next step only splits and stores them.
+// It costs registers while dq runs (`staged_count` per thread and tile), so the generator
+// stages only tiles of at most kMaxStaged elements per thread.
+constexpr int kMaxStaged = 16;
+
+// Elements per thread of a tile staged through registers (0: the tile is not staged evenly).
+int staged_count(const TileLoad& t, int threads) {
+  return t.rows * t.width % threads == 0 ? t.rows * t.width / threads : 0;
+}
+// Loads rows [row0, row0 + rows) of t into the registers <dst>_st[staged_count] (zero past row
+// n and column D): element j of thread tid is i = tid + threads·j, row i / width, column i % width.
+void emit_tile_fetch(SourceBuilder& b, const AttentionSpec& s, int threads, const TileLoad& t) {
+  const std::string col_off = s.unit_d_stride ? "c" : "c * " + t.sd;
+  b.comment(fmt::format("{}_st = rows {} + [0, {}) of {} (NOTE [Staged tile loads])", t.dst, t.row0, t.rows, t.src));
+  b.line("#pragma unroll");
+  b.open("for (int j = 0; j < {}; ++j)", staged_count(t, threads));
+  b.line("const int i = tid + {} * j, r = i / {}, c = i % {};", threads, t.width, t.width);
+  b.line("{}_st[j] = {} + r < {} && c < D ? load({} + (long long)({} + r) * {} + {}) : 0.f;", t.dst, t.row0, t.n,
+         t.src, t.row0, t.sn, col_off);
+  b.close();
+}
+// Stores the registers of emit_tile_fetch into t's shared tile.
+void emit_tile_store_staged(SourceBuilder& b, int threads, const TileLoad& t) {
+  b.line("#pragma unroll");
+  b.open("for (int j = 0; j < {}; ++j)", staged_count(t, threads));
+  b.line("const int i = tid + {} * j, r = i / {}, c = i % {};", threads, t.width, t.width);
+  emit_tile_put(b, t, t.dst + "_st[j]");
   b.close();
 }
 
@@ -643,6 +695,7 @@ struct Tile {
 // ≡ 4 (mod 32).
 struct Tf32Layout {
   int D, DK, ST, BM, BN, NT, warps;
+  int G, SB;         // backward: warp groups (NOTE [Query groups]) and the query rows of a step, G·BM
   bool split;        // 3xTF32 (float32 storage) or one TF32 product (16-bit storage)
   bool async;        // forward: float K/V tiles copied with cp.async (NOTE [Async K/V pipeline])
   SplitTiles tiles;  // float32 storage: the tiles split at load
@@ -659,16 +712,18 @@ Tf32Layout tf32_layout(const AttentionSpec& s, bool backward) {
   const auto [bm, bn] = default_tf32_tiles(backward, l.D);
   l.BM = s.block_m ? s.block_m : bm;
   l.BN = s.block_n ? s.block_n : bn;
-  l.warps = (backward ? l.BN : l.BM) / 16;
+  l.G = backward ? s.groups : 1;
+  l.SB = l.G * l.BM;
+  l.warps = (backward ? l.G * l.BN : l.BM) / 16;
   l.NT = 32 * l.warps;
   const int resident = backward ? l.BN : l.BM, step = backward ? l.BM : l.BN;
-  MINIDL_CHECK(resident % 16 == 0 && l.warps >= 1 && l.warps <= 8 && step % 8 == 0 && step > 0 &&
-                   (!backward || (l.BM % 16 == 0 && l.warps % (l.BM / 16) == 0)),
+  MINIDL_CHECK(resident % 16 == 0 && resident > 0 && l.warps <= 8 && step % 8 == 0 && step > 0 &&
+                   (!backward || (l.BM % 16 == 0 && l.warps % (l.SB / 16) == 0)),
                ValueError,
-               "[attention codegen] tf32 {} tiles {}x{}: the resident tile needs 16..128 rows in 16s, the "
-               "streamed one a multiple of 8{}",
-               backward ? "backward" : "forward", l.BM, l.BN,
-               backward ? " (and of 16, dividing the warps' rows)" : "");
+               "[attention codegen] tf32 {} tiles {}x{}{}: the resident tile needs rows in 16s, at most 8 warps "
+               "in all, the streamed one a multiple of 8{}",
+               backward ? "backward" : "forward", l.BM, l.BN, l.G > 1 ? fmt::format(" in {} groups", l.G) : "",
+               backward ? " (and of 16, its groups' rows dividing the warps in 16s)" : "");
   return l;
 }
 
@@ -720,14 +775,14 @@ void emit_mma(SourceBuilder& b, const Tf32Layout& l, const std::string& acc, con
   }
   b.line("mma_tf32({}, {}, {});", acc, a.hi(), bf.hi());
 }
-// For each output fragment dt (head-dim columns 8·dt + 2t + {0, 1}): acc = Σ_kk a ·
-// (rows 8·kk + 2t and 8·kk + 2t + 1, column 8·dt + g of tile t) over `steps` k-steps, in a
+// For each output fragment dt (head-dim columns 8·dt + 2t + {0, 1}): acc = Σ_kk a · (rows
+// row0 + 8·kk + 2t and row0 + 8·kk + 2t + 1, column 8·dt + g of tile t) over `steps` k-steps, in a
 // zeroed temporary (NOTE [Short mma chains]), then `fold` (a statement over element e of acc
 // and of the output fragment dt) adds it into the output. `pair`: two fragments at a time,
 // each with its small terms apart, four independent mma chains (NOTE [Two chains per product]);
 // else one fragment, two chains.
 void emit_fragment_products(SourceBuilder& b, const Tf32Layout& l, const Frag& a, const Tile& t, const char* steps,
-                            const std::string& fold, bool pair) {
+                            const std::string& fold, bool pair, const std::string& row0 = "0") {
   const int n = pair ? 2 : 1;
   b.line("#pragma unroll");
   b.open("for (int dp = 0; dp < DK / 8; dp += {})", n);
@@ -740,8 +795,9 @@ void emit_fragment_products(SourceBuilder& b, const Tf32Layout& l, const Frag& a
   b.line("const int dt = dp + h;");
   frag_decl(b, l, "bf", "[2]");
   const Frag bf{"bf", ""};
-  frag_load(b, l, bf, 0, t, "(8 * kk + 2 * t) * ST + 8 * dt + g");
-  frag_load(b, l, bf, 1, t, "(8 * kk + 2 * t + 1) * ST + 8 * dt + g");
+  const std::string r0 = row0 == "0" ? "" : row0 + " + ";
+  frag_load(b, l, bf, 0, t, fmt::format("({}8 * kk + 2 * t) * ST + 8 * dt + g", r0));
+  frag_load(b, l, bf, 1, t, fmt::format("({}8 * kk + 2 * t + 1) * ST + 8 * dt + g", r0));
   emit_mma(b, l, "accs[h]", a, bf, l.split ? "accs_small[h]" : "");
   b.close();
   b.close();
@@ -997,20 +1053,20 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
 
 GeneratedKernel tf32_backward(const AttentionSpec& s) {
   const Tf32Layout l = tf32_layout(s, true);
-  const int PT = padded_stride(l.BM, 4);  // dsᵀ tile row stride
-  // dq = ds k: BM/16 row blocks of 16, the d tiles shared among the warps of a row block.
-  const int RB = l.BM / 16, parts = l.warps / RB, HT = (l.DK / 8 + parts - 1) / parts;
+  const int PT = padded_stride(l.SB, 4);  // dsᵀ tile row stride
+  // dq = ds k: SB/16 row blocks of 16, the d tiles shared among the warps of a row block.
+  const int RB = l.SB / 16, parts = l.warps / RB, HT = (l.DK / 8 + parts - 1) / parts;
   const Tile kt{"Ks", input_form(l, l.tiles.k)}, vt{"Vs", input_form(l, l.tiles.v)};
   const Tile qt{"Qs", input_form(l, l.tiles.q)}, dot{"dOs", input_form(l, l.tiles.dout)};
   const Tile dst{"dSs", l.split && l.tiles.ds ? TileForm::Split : TileForm::Float};
   SmemPlan sm;
   sm.tile(kt, l.BN * l.ST, "[BN][ST] k tile");
   sm.tile(vt, l.BN * l.ST, "[BN][ST] v tile");
-  sm.tile(qt, l.BM * l.ST, "[BM][ST] q tile of the step");
-  sm.tile(dot, l.BM * l.ST, "[BM][ST] dout tile of the step");
+  sm.tile(qt, l.SB * l.ST, "[SB][ST] q tile of the step");
+  sm.tile(dot, l.SB * l.ST, "[SB][ST] dout tile of the step");
   sm.tile(dst, l.BN * PT, "[BN][PT] dsᵀ of the step");
-  sm.floats("Ls", l.BM, "[BM] lse · log2(e)");
-  sm.floats("Ds", l.BM, "[BM] delta");
+  sm.floats("Ls", l.SB, "[SB] lse · log2(e)");
+  sm.floats("Ds", l.SB, "[SB] delta");
   GeneratedKernel k;
   k.name = kernel_name("bwd", s, l.BM, l.BN, l.split ? l.tiles : std::optional<SplitTiles>());
   k.threads = l.NT;
@@ -1022,19 +1078,24 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
               "q, k, v, dout: (B, N, d) with runtime strides; lse, delta: (B, n_q) float32; "
               "dk, dv: (B, n_k, d) contiguous; dq_acc: (B, n_q, d) float32, accumulated",
               fmt::format("one block per {} keys (16 per warp; k, v, dk, dv resident), {} query rows "
-                          "per step, {} threads, {} bytes of shared memory; {}",
-                          l.BN, l.BM, l.NT, k.smem_bytes, tiles_comment(l)));
+                          "per step{}, {} threads, {} bytes of shared memory; {}",
+                          l.BN, l.SB,
+                          l.G > 1 ? fmt::format(" in {} groups of warps ({} rows each)", l.G, l.BM) : "", l.NT,
+                          k.smem_bytes, tiles_comment(l)));
   b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionBwdParams p)", l.NT, k.name);
   b.line("using namespace minidl::dev;");
   b.line("typedef {} T;", storage_type(s.dtype));
   emit_tf32_constants(b, l);
+  b.line("constexpr int G = {}, SB = G * BM, KW = BN / 16;  // query groups (NOTE [Query groups]), rows per step, "
+         "warps per group", l.G);
   b.line("constexpr int PT = {};  // row stride of the dsᵀ tile", PT);
   b.line("constexpr int RB = {}, HT = {};  // dq: row blocks of 16; d tiles per warp", RB, HT);
   b.line("constexpr float kScale = {}, kScaleLog2e = {};", float_literal(s.scale),
          float_literal(s.scale * 1.4426950408889634));
   sm.emit(b);
   b.line("const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;");
-  b.line("const int wk = warp * 16 * ST;  // this warp's 16 rows of the k and v tiles");
+  b.line("const int kw = warp % KW, qo = warp / KW * BM;  // the warp's 16 keys; its group's first row of a step");
+  b.line("const int wk = kw * 16 * ST;  // this warp's 16 rows of the k and v tiles");
   b.line("const int n_tiles = (p.n_k + BN - 1) / BN;");
   b.line("const int b = blockIdx.x / n_tiles;");
   b.line("const int n0 = (blockIdx.x % n_tiles) * BN;  // first key tiles see the most (causal) rows");
@@ -1045,33 +1106,63 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.blank();
   TileLoad k_tile{"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST};
   TileLoad v_tile{"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST};
-  TileLoad q_tile{"Qs", "q", "p.q_sn", "p.q_sd", "m0", "p.n_q", "", l.BM, l.DK, l.ST};
-  TileLoad do_tile{"dOs", "dout", "p.do_sn", "p.do_sd", "m0", "p.n_q", "", l.BM, l.DK, l.ST};
+  TileLoad q_tile{"Qs", "q", "p.q_sn", "p.q_sd", "m0", "p.n_q", "", l.SB, l.DK, l.ST};
+  TileLoad do_tile{"dOs", "dout", "p.do_sn", "p.do_sd", "m0", "p.n_q", "", l.SB, l.DK, l.ST};
   k_tile.split = kt.form == TileForm::Split;
   v_tile.split = vt.form == TileForm::Split;
   q_tile.split = qt.form == TileForm::Split;
   do_tile.split = dot.form == TileForm::Split;
   emit_tile_load(b, s, l.NT, k_tile);
   emit_tile_load(b, s, l.NT, v_tile);
+  const int staged = staged_count(q_tile, l.NT);
+  const bool stage = s.staged_loads && staged > 0 && staged <= kMaxStaged;  // NOTE [Staged tile loads]
+  const int row_values = (l.SB + l.NT - 1) / l.NT;
+  // lse and delta of rows row0 + [0, SB): into Ls, Ds, or (staged) the registers ls_st, ds_st
+  auto emit_row_values = [&](const std::string& row0, bool into_registers) {
+    b.line("#pragma unroll");
+    b.open("for (int j = 0; j < {}; ++j)", row_values);
+    b.line("const int r = tid + NT * j;");
+    b.line("const bool in = r < SB && {} + r < p.n_q;", row0);
+    b.line("{} = in ? p.lse[(long long)b * p.n_q + {} + r] * MINIDL_LOG2E : 0.f;", into_registers ? "ls_st[j]" : "const float ls", row0);
+    b.line("{} = in ? p.delta[(long long)b * p.n_q + {} + r] : 0.f;", into_registers ? "ds_st[j]" : "const float ds", row0);
+    if (!into_registers) b.line("if (r < SB) Ls[r] = ls, Ds[r] = ds;");
+    b.close();
+  };
   b.comment("dk, dv: keys g and g + 8 of the warp, columns 8·dt + 2t + {0, 1}");
   b.line("float dk[DK / 8][4], dv[DK / 8][4];");
   b.line("#pragma unroll");
   b.line("for (int dt = 0; dt < DK / 8; ++dt)");
   b.line("  for (int e = 0; e < 4; ++e) dk[dt][e] = dv[dt][e] = 0.f;");
   if (s.causal) b.comment("rows before n0 see none of these keys");
-  b.line("const int m_begin = {};", s.causal ? "n0 / BM * BM" : "0");
-  b.open("for (int m0 = m_begin; m0 < p.n_q; m0 += BM)");
+  b.line("const int m_begin = {};", s.causal ? "n0 / SB * SB" : "0");
+  TileLoad q_next = q_tile, do_next = do_tile;
+  q_next.row0 = do_next.row0 = "(m0 + SB)";
+  if (stage) {
+    b.line("float Qs_st[{0}], dOs_st[{0}], ls_st[{1}], ds_st[{1}];  // the step's tiles, staged", staged, row_values);
+    q_next.row0 = do_next.row0 = "m_begin";
+    b.open("");
+    emit_tile_fetch(b, s, l.NT, q_next);
+    emit_tile_fetch(b, s, l.NT, do_next);
+    emit_row_values("m_begin", true);
+    b.close();
+    q_next.row0 = do_next.row0 = "(m0 + SB)";
+  }
+  b.open("for (int m0 = m_begin; m0 < p.n_q; m0 += SB)");
   b.line("__syncthreads();  // k, v stored; the previous step's readers are done");
-  emit_tile_load(b, s, l.NT, q_tile);
-  emit_tile_load(b, s, l.NT, do_tile);
-  b.open("for (int r = tid; r < BM; r += NT)");
-  b.line("const bool in = m0 + r < p.n_q;");
-  b.line("Ls[r] = in ? p.lse[(long long)b * p.n_q + m0 + r] * MINIDL_LOG2E : 0.f;");
-  b.line("Ds[r] = in ? p.delta[(long long)b * p.n_q + m0 + r] : 0.f;");
-  b.close();
+  if (stage) {
+    emit_tile_store_staged(b, l.NT, q_tile);
+    emit_tile_store_staged(b, l.NT, do_tile);
+    b.line("#pragma unroll");
+    b.line("for (int j = 0; j < {}; ++j)", row_values);
+    b.line("  if (tid + NT * j < SB) Ls[tid + NT * j] = ls_st[j], Ds[tid + NT * j] = ds_st[j];");
+  } else {
+    emit_tile_load(b, s, l.NT, q_tile);
+    emit_tile_load(b, s, l.NT, do_tile);
+    emit_row_values("m0", false);
+  }
   b.line("__syncthreads();");
   b.blank();
-  b.comment("sᵀ = k qᵀ and dpᵀ = v doutᵀ: the warp's 16 keys × BM queries");
+  b.comment("sᵀ = k qᵀ and dpᵀ = v doutᵀ: the warp's 16 keys × its group's BM queries");
   b.line("float st[BM / 8][4], dpt[BM / 8][4];");
   b.line("#pragma unroll");
   b.line("for (int mt = 0; mt < BM / 8; ++mt)");
@@ -1089,12 +1180,12 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.open("for (int mt = 0; mt < BM / 8; ++mt)");
   frag_decl(b, l, "qf", "[2]");
   const Frag qf{"qf", ""}, df{"df", ""};
-  frag_load(b, l, qf, 0, qt, "(8 * mt + g) * ST + 8 * kk + t");
-  frag_load(b, l, qf, 1, qt, "(8 * mt + g) * ST + 8 * kk + t + 4");
+  frag_load(b, l, qf, 0, qt, "(qo + 8 * mt + g) * ST + 8 * kk + t");
+  frag_load(b, l, qf, 1, qt, "(qo + 8 * mt + g) * ST + 8 * kk + t + 4");
   emit_mma(b, l, "st[mt]", ka, qf);
   frag_decl(b, l, "df", "[2]");
-  frag_load(b, l, df, 0, dot, "(8 * mt + g) * ST + 8 * kk + t");
-  frag_load(b, l, df, 1, dot, "(8 * mt + g) * ST + 8 * kk + t + 4");
+  frag_load(b, l, df, 0, dot, "(qo + 8 * mt + g) * ST + 8 * kk + t");
+  frag_load(b, l, df, 1, dot, "(qo + 8 * mt + g) * ST + 8 * kk + t + 4");
   emit_mma(b, l, "dpt[mt]", va, df);
   b.close();
   b.close();
@@ -1104,8 +1195,8 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.open("for (int mt = 0; mt < BM / 8; ++mt)");
   b.line("#pragma unroll");
   b.open("for (int e = 0; e < 4; ++e)");
-  b.line("const int ql = 8 * mt + 2 * t + (e & 1), row = m0 + ql;");
-  b.line("const int kl = warp * 16 + g + 8 * (e >> 1), col = n0 + kl;");
+  b.line("const int ql = qo + 8 * mt + 2 * t + (e & 1), row = m0 + ql;");
+  b.line("const int kl = kw * 16 + g + 8 * (e >> 1), col = n0 + kl;");
   b.line("const bool dead = row >= p.n_q || {};", masked(s, "row", "col"));
   b.line("const float pij = dead ? 0.f : exp2f(st[mt][e] * kScaleLog2e - Ls[ql]);");
   b.line("st[mt][e] = pij;");
@@ -1129,10 +1220,16 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
     b.close();
     // Pairs of fragments pay in the backward at d > 64 only (H200, N = 16384, pairs against one
     // fragment: d = 128 2.5 % faster, d = 64 6 % slower).
-    emit_fragment_products(b, l, af, bt, "BM / 8", fmt::format("{}[dt][e] += acc[e];", acc), l.D > 64);
+    emit_fragment_products(b, l, af, bt, "BM / 8", fmt::format("{}[dt][e] += acc[e];", acc), l.D > 64, "qo");
     b.close();
   }
   b.line("__syncthreads();  // dSs complete");
+  if (stage) {
+    b.comment("the next step's tiles, landing while dq runs (zero past the sequence)");
+    emit_tile_fetch(b, s, l.NT, q_next);
+    emit_tile_fetch(b, s, l.NT, do_next);
+    emit_row_values("(m0 + SB)", true);
+  }
   b.blank();
   b.comment("dq += ds k · scale: row block warp % RB, d tiles (warp / RB)·HT + j; mma k = t is key 2t");
   b.line("const int rb = warp % RB, dt0 = warp / RB * HT;");
@@ -1176,10 +1273,36 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.close();
   b.close();  // m0 loop
   b.blank();
+  if (l.G > 1) {
+    b.comment("NOTE [Query groups]: group 0 adds the other groups' dk and dv, through the shared memory of k and v");
+    b.line("float* sums = reinterpret_cast<float*>(smem);  // [2][BN][ST]: dk, dv of one group");
+    b.open("for (int from = 1; from < G; ++from)");
+    b.line("__syncthreads();  // k and v (or the previous group's sums) read");
+    b.line("const bool give = warp / KW == from, take = warp < KW;");
+    b.line("#pragma unroll");
+    b.open("for (int dt = 0; dt < DK / 8; ++dt)");
+    b.line("#pragma unroll");
+    b.open("for (int e = 0; e < 4; ++e)");
+    b.line("const int at = (kw * 16 + g + 8 * (e >> 1)) * ST + 8 * dt + 2 * t + (e & 1);");
+    b.line("if (give) sums[at] = dk[dt][e], sums[BN * ST + at] = dv[dt][e];");
+    b.close();
+    b.close();
+    b.line("__syncthreads();");
+    b.line("#pragma unroll");
+    b.open("for (int dt = 0; dt < DK / 8; ++dt)");
+    b.line("#pragma unroll");
+    b.open("for (int e = 0; e < 4; ++e)");
+    b.line("const int at = (kw * 16 + g + 8 * (e >> 1)) * ST + 8 * dt + 2 * t + (e & 1);");
+    b.line("if (take) dk[dt][e] += sums[at], dv[dt][e] += sums[BN * ST + at];");
+    b.close();
+    b.close();
+    b.close();
+    b.line("if (warp >= KW) return;");
+  }
   b.comment("dk · scale and dv for the warp's keys");
   b.line("#pragma unroll");
   b.open("for (int h = 0; h < 2; ++h)");
-  b.line("const int key = n0 + warp * 16 + g + 8 * h;");
+  b.line("const int key = n0 + kw * 16 + g + 8 * h;");
   b.line("if (key >= p.n_k) continue;");
   b.line("T* dkrow = static_cast<T*>(p.dk) + ((long long)b * p.n_k + key) * D;");
   b.line("T* dvrow = static_cast<T*>(p.dv) + ((long long)b * p.n_k + key) * D;");
@@ -1275,11 +1398,16 @@ GeneratedKernel checked_smem(GeneratedKernel k) {
 
 GeneratedKernel generate_attention_forward(const AttentionSpec& spec) {
   validate("attention_forward", spec);
+  MINIDL_CHECK(spec.groups == 1, ValueError, "[attention_forward] query groups are a backward tile, got {}",
+               spec.groups);
   return checked_smem(spec.math == AttentionMath::Ffma ? ffma_forward(spec) : tf32_forward(spec));
 }
 
 GeneratedKernel generate_attention_backward(const AttentionSpec& spec) {
   validate("attention_backward", spec);
+  MINIDL_CHECK(spec.groups == 1 || (spec.groups > 1 && spec.math == AttentionMath::Tf32), ValueError,
+               "[attention_backward] query groups must be 1, or more with the tf32 math, got {} ({} math)",
+               spec.groups, attention_math_name(spec.math));
   return checked_smem(spec.math == AttentionMath::Ffma ? ffma_backward(spec) : tf32_backward(spec));
 }
 

@@ -51,7 +51,12 @@ struct AttentionSpec {
   // block_m query rows per block, block_n keys per step. Backward: block_n keys per block,
   // block_m query rows per step. Tf32 runs one warp per 16 of the block's rows.
   int block_m = 0, block_n = 0;
+  // Tf32 backward: warp groups per block, each taking block_m of a step's groups · block_m query
+  // rows against the same block_n keys (dk and dv summed over the groups at the end): more warps
+  // for a grid of few key tiles. NOTE [Query groups] in attention.cpp.
+  int groups = 1;
   bool async_copy = true;                    // float32 K/V tiles stream in with cp.async (Tf32 forward)
+  bool staged_loads = true;                  // Tf32 backward: NOTE [Staged tile loads] where registers allow
   std::optional<SplitTiles> split;           // Tf32 float32 only; unset: the defaults for the kernel and d
 };
 
