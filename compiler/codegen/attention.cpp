@@ -183,6 +183,15 @@ void emit_tile_put(SourceBuilder& b, const TileLoad& t, const std::string& x) {
   }
 }
 
+// The global address of element (r0, c) of t (row r0 of the tile), and in `step` that of
+// `rows` rows further: a thread walking rows adds `step` to a pointer, where an index
+// computation per element (64-bit multiply, strides reloaded from the parameters) cost ~10
+// instructions per load (docs/kernel-notes.md, "Profile").
+void emit_row_pointer(SourceBuilder& b, const AttentionSpec& s, const TileLoad& t, int rows) {
+  b.line("const T* at = {} + (long long)({} + r0) * {} + {};", t.src, t.row0, t.sn, s.unit_d_stride ? "c" : "c * " + t.sd);
+  b.line("const long long step = (long long){} * {};", rows, t.sn);
+}
+
 // A thread keeps one column and walks rows (or, for rows wider than the block, one row at a
 // time in steps of the block): the address advances by a constant, and the unroll is capped
 // so the loads in flight do not crowd out the accumulators (NOTE in docs/kernel-notes.md).
@@ -191,15 +200,14 @@ void emit_tile_load(SourceBuilder& b, const AttentionSpec& s, int threads, const
   b.comment(fmt::format("{} {} rows {} + [0, {}) of {}{}, zero past row {} and column D", t.dst,
                         t.async ? "<- (async)" : t.split ? "= split(...)" : "=", t.row0, t.rows, t.src,
                         t.mul.empty() ? "" : " · " + t.mul, t.n));
-  // The copy of element (r, c), whose row is in range when `row_in`.
-  auto copy = [&](const std::string& row_in) {
+  // The copy of element (r, c) from address `from`, whose row is in range when `row_in`.
+  auto copy = [&](const std::string& row_in, const std::string& from) {
     if (t.async) {
       b.line("const bool ok = {} && c < D;", row_in);
-      b.line("cp_async_f32({} + r * {} + c, {} + (ok ? (long long)({} + r) * {} + {} : 0), ok);", t.dst, t.stride,
-             t.src, t.row0, t.sn, col_off);
+      b.line("cp_async_f32({} + r * {} + c, ok ? {} : {}, ok);", t.dst, t.stride, from, t.src);
     } else {
       b.line("float x = 0.f;");
-      b.line("if ({} && c < D) x = load({} + (long long)({} + r) * {} + {});", row_in, t.src, t.row0, t.sn, col_off);
+      b.line("if ({} && c < D) x = load({});", row_in, from);
       emit_tile_put(b, t, "x");
     }
   };
@@ -208,11 +216,12 @@ void emit_tile_load(SourceBuilder& b, const AttentionSpec& s, int threads, const
     const int rpp = threads / t.width, passes = (t.rows + rpp - 1) / rpp;
     b.line("const int c = tid % {}, r0 = tid / {};  // {} rows per pass", t.width, t.width, rpp);
     if (threads % t.width != 0) b.open("if (r0 < {})", rpp);
+    emit_row_pointer(b, s, t, rpp);
     b.line("#pragma unroll 8");
-    b.open("for (int pass = 0; pass < {}; ++pass)", passes);
+    b.open("for (int pass = 0; pass < {}; ++pass, at += step)", passes);
     b.line("const int r = r0 + {} * pass;", rpp);
     if (t.rows % rpp != 0) b.line("if (r >= {}) break;", t.rows);
-    copy(fmt::format("{} + r < {}", t.row0, t.n));
+    copy(fmt::format("{} + r < {}", t.row0, t.n), "at");
     b.close();
     if (threads % t.width != 0) b.close();
   } else {
@@ -220,7 +229,7 @@ void emit_tile_load(SourceBuilder& b, const AttentionSpec& s, int threads, const
     b.line("const bool row_in = {} + r < {};", t.row0, t.n);
     b.line("#pragma unroll");
     b.open("for (int c = tid; c < {}; c += {})", t.width, threads);
-    copy("row_in");
+    copy("row_in", fmt::format("{} + (long long)({} + r) * {} + {}", t.src, t.row0, t.sn, col_off));
     b.close();
     b.close();
   }
@@ -238,27 +247,31 @@ void emit_tile_load(SourceBuilder& b, const AttentionSpec& s, int threads, const
 // stages only tiles of at most kMaxStaged elements per thread.
 constexpr int kMaxStaged = 16;
 
-// Elements per thread of a tile staged through registers (0: the tile is not staged evenly).
+// Elements per thread of a tile staged through registers, whose threads each keep one column
+// and walk rows (0: the tile does not split so).
 int staged_count(const TileLoad& t, int threads) {
-  return t.rows * t.width % threads == 0 ? t.rows * t.width / threads : 0;
+  return threads % t.width == 0 && t.rows % (threads / t.width) == 0 ? t.rows / (threads / t.width) : 0;
 }
 // Loads rows [row0, row0 + rows) of t into the registers <dst>_st[staged_count] (zero past row
-// n and column D): element j of thread tid is i = tid + threads·j, row i / width, column i % width.
+// n and column D): element j of a thread is row tid / width + (threads / width)·j, column
+// tid % width.
 void emit_tile_fetch(SourceBuilder& b, const AttentionSpec& s, int threads, const TileLoad& t) {
-  const std::string col_off = s.unit_d_stride ? "c" : "c * " + t.sd;
+  const int rpp = threads / t.width;
   b.comment(fmt::format("{}_st = rows {} + [0, {}) of {} (NOTE [Staged tile loads])", t.dst, t.row0, t.rows, t.src));
+  b.open("");
+  b.line("const int c = tid % {}, r0 = tid / {};", t.width, t.width);
+  emit_row_pointer(b, s, t, rpp);
   b.line("#pragma unroll");
-  b.open("for (int j = 0; j < {}; ++j)", staged_count(t, threads));
-  b.line("const int i = tid + {} * j, r = i / {}, c = i % {};", threads, t.width, t.width);
-  b.line("{}_st[j] = {} + r < {} && c < D ? load({} + (long long)({} + r) * {} + {}) : 0.f;", t.dst, t.row0, t.n,
-         t.src, t.row0, t.sn, col_off);
+  b.open("for (int j = 0; j < {}; ++j, at += step)", staged_count(t, threads));
+  b.line("{}_st[j] = {} + r0 + {} * j < {} && c < D ? load(at) : 0.f;", t.dst, t.row0, rpp, t.n);
+  b.close();
   b.close();
 }
 // Stores the registers of emit_tile_fetch into t's shared tile.
 void emit_tile_store_staged(SourceBuilder& b, int threads, const TileLoad& t) {
   b.line("#pragma unroll");
   b.open("for (int j = 0; j < {}; ++j)", staged_count(t, threads));
-  b.line("const int i = tid + {} * j, r = i / {}, c = i % {};", threads, t.width, t.width);
+  b.line("const int r = tid / {} + {} * j, c = tid % {};", t.width, threads / t.width, t.width);
   emit_tile_put(b, t, t.dst + "_st[j]");
   b.close();
 }
