@@ -126,7 +126,7 @@ codegen::AttentionSpec spec_for(Kind kind, int64_t head_dim, DType dtype, double
   s.groups = tiles.groups;
   s.split = tiles.split;
   const char* async = std::getenv("MINIDL_ATTENTION_ASYNC");  // "0": plain loads, for A/B timing
-  s.async_copy = s.staged_loads = !(async && std::string(async) == "0");
+  s.async_copy = !(async && std::string(async) == "0");
   s.head_dim = static_cast<int>(head_dim);
   s.dtype = dtype;
   s.causal = causal;
@@ -196,7 +196,7 @@ const jit::LoadedKernel& kernel_for(Kind kind, const codegen::AttentionSpec& s) 
   const std::string key =
       fmt::format("{}|{}|{}|{}|{}|{:a}|{}|{}x{}g{}|{}|{}|{}", static_cast<int>(kind),
                   codegen::attention_math_name(s.math), static_cast<int>(s.dtype), s.head_dim, s.causal, s.scale,
-                  s.unit_d_stride, s.block_m, s.block_n, s.groups, s.async_copy && s.staged_loads,
+                  s.unit_d_stride, s.block_m, s.block_n, s.groups, s.async_copy,
                   s.split ? codegen::split_tiles_name(*s.split) : "default", device);
   std::lock_guard<std::mutex> lock(mu);
   if (auto it = memo.find(key); it != memo.end()) return *it->second;

@@ -289,7 +289,7 @@ void check_attention(const AttnCase& c, Backend& be) {
   spec.unit_d_stride = !c.strided;
   spec.block_m = c.block_m;
   spec.block_n = c.block_n;
-  spec.async_copy = spec.staged_loads = c.async_copy;
+  spec.async_copy = c.async_copy;
   spec.split = c.split;
   auto dev = [&](HostTensor& t) { return be.to_device(t.data(), t.bytes()); };
   auto dev_f = [&](std::vector<float>& x) { return static_cast<float*>(be.to_device(x.data(), x.size() * 4)); };

@@ -140,7 +140,7 @@ std::string kernel_name(const char* kind, const AttentionSpec& s, int bm, int bn
   return fmt::format("minidl_attn_{}_{}_{}_d{}{}{}_m{}n{}{}{}{}", kind, attention_math_name(s.math),
                      dtype_tag(s.dtype), s.head_dim, s.causal ? "_causal" : "",
                      s.unit_d_stride ? "" : "_strided", bm, bn, s.groups > 1 ? fmt::format("g{}", s.groups) : "",
-                     s.async_copy && s.staged_loads ? "" : "_sync", tag);
+                     s.async_copy ? "" : "_sync", tag);
 }
 
 // The comment every kernel starts with: what it computes, from which graph nodes, and how.
@@ -1128,7 +1128,7 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   emit_tile_load(b, s, l.NT, k_tile);
   emit_tile_load(b, s, l.NT, v_tile);
   const int staged = staged_count(q_tile, l.NT);
-  const bool stage = s.staged_loads && staged > 0 && staged <= kMaxStaged;  // NOTE [Staged tile loads]
+  const bool stage = s.async_copy && staged > 0 && staged <= kMaxStaged;  // NOTE [Staged tile loads]
   const int row_values = (l.SB + l.NT - 1) / l.NT;
   // lse and delta of rows row0 + [0, SB): into Ls, Ds, or (staged) the registers ls_st, ds_st
   auto emit_row_values = [&](const std::string& row0, bool into_registers) {

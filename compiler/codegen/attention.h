@@ -55,8 +55,10 @@ struct AttentionSpec {
   // rows against the same block_n keys (dk and dv summed over the groups at the end): more warps
   // for a grid of few key tiles. NOTE [Query groups] in attention.cpp.
   int groups = 1;
-  bool async_copy = true;                    // float32 K/V tiles stream in with cp.async (Tf32 forward)
-  bool staged_loads = true;                  // Tf32 backward: NOTE [Staged tile loads] where registers allow
+  // Tf32: tile loads overlap compute. Forward: float32 K/V tiles stream in with cp.async (NOTE
+  // [Async K/V pipeline]); backward: the next step's q and dout tiles are loaded into registers
+  // during dq where registers allow (NOTE [Staged tile loads]). false: plain loads, for A/B timing.
+  bool async_copy = true;
   std::optional<SplitTiles> split;           // Tf32 float32 only; unset: the defaults for the kernel and d
 };
 
