@@ -145,8 +145,10 @@ codegen::AttentionSpec spec_for(Kind kind, int64_t head_dim, DType dtype, double
 // half the warps; the backward keeps its warps where it can, in two query groups per key
 // (NOTE [Query groups] in compiler/codegen/attention.cpp). On the H200 at N = 1024
 // (docs/kernel-notes.md): forward d = 128 0.210 → 0.161 ms, d = 64 0.111 → 0.089; backward
-// d = 128 0.502 → 0.419, d = 64 0.297 → 0.239 with half the warps. At N = 2048 (128 blocks)
-// the bigger tiles still win. Tiles set with MINIDL_ATTENTION_TILES are taken as they are.
+// d = 128 0.502 → 0.419 with half the warps (commit 64e01e5), and in the kernels of 0430f77
+// 0.400 with half the warps against 0.304 with two groups (d = 64: 0.266 against 0.171). At
+// N = 2048 (128 blocks) the bigger tiles still win. Tiles set with MINIDL_ATTENTION_TILES are
+// taken as they are.
 
 // The spec with its resident tile halved, where the tiles are the defaults and can be halved.
 std::optional<codegen::AttentionSpec> halved_tiles(codegen::AttentionSpec s, Kind kind) {
