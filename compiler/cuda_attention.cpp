@@ -15,7 +15,6 @@
 #include "compiler/cuda_attention.h"
 
 #if MINIDL_WITH_CUDA
-#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -70,57 +69,17 @@ bool unit_d_stride(std::initializer_list<const Tensor*> ts) {
 
 enum class Kind { Forward, Delta, Backward };
 
-// MINIDL_ATTENTION_TILES overrides the generators' default tiles (block_m x block_n) and, for the
-// float32 Tf32 kernels, which tiles are split at load, for tuning without a rebuild. Entries,
-// comma-separated: <fwd|bwd>[@<head dim>]=<M>x<N>[g<groups>][:<split tiles>], e.g.
-// "fwd=64x64,bwd=32x64:q+do+ds,bwd@128=32x128:q+do,bwd@128=32x64g2". An entry for the head dim
-// wins over one without; 0x0 keeps the default tiles; g<groups> is the Tf32 backward's query
-// groups (NOTE [Query groups] in compiler/codegen/attention.cpp); split tiles as
-// codegen::parse_split_tiles reads them.
-struct TileChoice {
-  int block_m = 0, block_n = 0, groups = 1;
-  std::optional<codegen::SplitTiles> split;
-};
-
-TileChoice tiles_from_env(Kind kind, int64_t head_dim) {
+// MINIDL_ATTENTION_TILES overrides the generators' default tiles, for tuning without a rebuild
+// (codegen::parse_tile_choice has the format).
+codegen::TileChoice tiles_from_env(Kind kind, int64_t head_dim) {
   const char* env = std::getenv("MINIDL_ATTENTION_TILES");
-  TileChoice generic, specific;
-  bool have_specific = false;
-  if (!env || kind == Kind::Delta) return generic;
-  const std::string s = env, want = kind == Kind::Forward ? "fwd" : "bwd";
-  size_t start = 0;
-  while (start < s.size()) {
-    const size_t end = std::min(s.find(',', start), s.size());
-    const std::string entry = s.substr(start, end - start);
-    start = end + 1;
-    char kernel[4] = {};
-    int d = 0, m = 0, n = 0, groups = 1, used = 0, more = 0;
-    bool ok = std::sscanf(entry.c_str(), "%3[a-z]@%d=%dx%d%n", kernel, &d, &m, &n, &used) == 4 ||
-              (d = 0, std::sscanf(entry.c_str(), "%3[a-z]=%dx%d%n", kernel, &m, &n, &used) == 3);
-    if (ok && entry[used] == 'g') {
-      ok = std::sscanf(entry.c_str() + used, "g%d%n", &groups, &more) == 1 && groups >= 1;
-      used += more;
-    }
-    MINIDL_CHECK(ok && (std::string(kernel) == "fwd" || std::string(kernel) == "bwd") && m >= 0 && n >= 0 &&
-                     (static_cast<size_t>(used) == entry.size() || entry[used] == ':'),
-                 ValueError,
-                 "[{}] MINIDL_ATTENTION_TILES entries look like fwd=64x64, bwd@128=32x128, bwd=32x64g2 or "
-                 "bwd=32x64:q+do+ds, got '{}' in '{}'",
-                 kOp, entry, s);
-    if (kernel != want || (d != 0 && d != head_dim)) continue;
-    TileChoice& c = d != 0 ? specific : generic;
-    have_specific |= d != 0;
-    c.block_m = m;
-    c.block_n = n;
-    c.groups = groups;
-    if (static_cast<size_t>(used) < entry.size()) c.split = codegen::parse_split_tiles(entry.substr(used + 1));
-  }
-  return have_specific ? specific : generic;
+  if (!env || kind == Kind::Delta) return {};
+  return codegen::parse_tile_choice(env, kind == Kind::Backward, static_cast<int>(head_dim));
 }
 
 codegen::AttentionSpec spec_for(Kind kind, int64_t head_dim, DType dtype, double scale, bool causal, bool unit) {
   codegen::AttentionSpec s;
-  const TileChoice tiles = tiles_from_env(kind, head_dim);
+  const codegen::TileChoice tiles = tiles_from_env(kind, head_dim);
   s.block_m = tiles.block_m;
   s.block_n = tiles.block_n;
   s.groups = tiles.groups;

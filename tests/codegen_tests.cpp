@@ -512,6 +512,33 @@ TEST_CASE("codegen: attention kernels are specialised and name their graph nodes
   CHECK(generate_attention_forward(s).source.find("split_tf32") == std::string::npos);
 }
 
+TEST_CASE("codegen: tile choices are read from MINIDL_ATTENTION_TILES text") {
+  const std::string text = "fwd=64x64,bwd=32x128:q+do,bwd@128=32x64g2:none,fwd@40=0x0";
+  TileChoice c = parse_tile_choice(text, true, 128);  // the entry for d = 128 wins
+  CHECK(c.block_m == 32);
+  CHECK(c.block_n == 64);
+  CHECK(c.groups == 2);
+  REQUIRE(c.split.has_value());
+  CHECK(*c.split == SplitTiles{});
+  c = parse_tile_choice(text, true, 64);  // the generic backward entry
+  CHECK((c.block_m == 32 && c.block_n == 128 && c.groups == 1));
+  REQUIRE(c.split.has_value());
+  CHECK(split_tiles_name(*c.split) == "q+do");
+  c = parse_tile_choice(text, false, 64);
+  CHECK((c.block_m == 64 && c.block_n == 64 && c.groups == 1 && !c.split));
+  c = parse_tile_choice(text, false, 40);  // 0x0 for d = 40: the defaults
+  CHECK((c.block_m == 0 && c.block_n == 0));
+  c = parse_tile_choice("", true, 64);
+  CHECK((c.block_m == 0 && c.block_n == 0 && c.groups == 1 && !c.split));
+  // every entry is checked, also those for other kernels and head dims
+  for (const std::string bad : {"bwd=32x64g", "bwd=32x64g0", "bwd=32", "xyz=32x64", "bwd=32x64h2", "fwd=64x64,,",
+                                 "bwd=-32x64"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH_AS(parse_tile_choice(bad, false, 128), doctest::Contains("MINIDL_ATTENTION_TILES"), ValueError);
+  }
+  CHECK_THROWS_WITH_AS(parse_tile_choice("fwd@16=64x64:zz", false, 128), doctest::Contains("split tiles"), ValueError);
+}
+
 TEST_CASE("codegen: attention specs outside the kernels' range are rejected") {
   AttentionSpec s;
   s.head_dim = 0;

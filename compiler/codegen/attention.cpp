@@ -81,6 +81,7 @@
 #include "compiler/codegen/attention.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "compiler/codegen/source_builder.h"
 #include "core/error.h"
@@ -1148,17 +1149,19 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.line("  for (int e = 0; e < 4; ++e) dk[dt][e] = dv[dt][e] = 0.f;");
   if (s.causal) b.comment("rows before n0 see none of these keys");
   b.line("const int m_begin = {};", s.causal ? "n0 / SB * SB" : "0");
-  TileLoad q_next = q_tile, do_next = do_tile;
-  q_next.row0 = do_next.row0 = "(m0 + SB)";
+  // q, dout, lse and delta of the step at row0 into the staging registers
+  auto fetch_step = [&](const std::string& row0) {
+    TileLoad q_at = q_tile, do_at = do_tile;
+    q_at.row0 = do_at.row0 = row0;
+    emit_tile_fetch(b, s, l.NT, q_at);
+    emit_tile_fetch(b, s, l.NT, do_at);
+    emit_row_values(row0, true);
+  };
   if (stage) {
     b.line("float Qs_st[{0}], dOs_st[{0}], ls_st[{1}], ds_st[{1}];  // the step's tiles, staged", staged, row_values);
-    q_next.row0 = do_next.row0 = "m_begin";
     b.open("");
-    emit_tile_fetch(b, s, l.NT, q_next);
-    emit_tile_fetch(b, s, l.NT, do_next);
-    emit_row_values("m_begin", true);
+    fetch_step("m_begin");
     b.close();
-    q_next.row0 = do_next.row0 = "(m0 + SB)";
   }
   b.open("for (int m0 = m_begin; m0 < p.n_q; m0 += SB)");
   b.line("__syncthreads();  // k, v stored; the previous step's readers are done");
@@ -1239,9 +1242,7 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.line("__syncthreads();  // dSs complete");
   if (stage) {
     b.comment("the next step's tiles, landing while dq runs (zero past the sequence)");
-    emit_tile_fetch(b, s, l.NT, q_next);
-    emit_tile_fetch(b, s, l.NT, do_next);
-    emit_row_values("(m0 + SB)", true);
+    fetch_step("(m0 + SB)");
   }
   b.blank();
   b.comment("dq += ds k · scale: row block warp % RB, d tiles (warp / RB)·HT + j; mma k = t is key 2t");
@@ -1373,6 +1374,39 @@ SplitTiles parse_split_tiles(const std::string& text) {
     start = end + 1;
   }
   return t;
+}
+
+TileChoice parse_tile_choice(const std::string& text, bool backward, int head_dim) {
+  TileChoice generic, specific;
+  bool have_specific = false;
+  const std::string want = backward ? "bwd" : "fwd";
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    const std::string entry = text.substr(start, end - start);
+    start = end + 1;
+    char kernel[4] = {};
+    int d = 0, m = 0, n = 0, groups = 1, used = 0, more = 0;
+    bool ok = std::sscanf(entry.c_str(), "%3[a-z]@%d=%dx%d%n", kernel, &d, &m, &n, &used) == 4 ||
+              (d = 0, std::sscanf(entry.c_str(), "%3[a-z]=%dx%d%n", kernel, &m, &n, &used) == 3);
+    if (ok && entry[used] == 'g') {
+      ok = std::sscanf(entry.c_str() + used, "g%d%n", &groups, &more) == 1 && groups >= 1;
+      used += more;
+    }
+    MINIDL_CHECK(ok && (std::string(kernel) == "fwd" || std::string(kernel) == "bwd") && m >= 0 && n >= 0 &&
+                     (static_cast<size_t>(used) == entry.size() || entry[used] == ':'),
+                 ValueError,
+                 "[attention tiles] MINIDL_ATTENTION_TILES entries look like fwd=64x64, bwd@128=32x128, "
+                 "bwd=32x64g2 or bwd=32x64:q+do+ds, got '{}' in '{}'",
+                 entry, text);
+    std::optional<SplitTiles> split;
+    if (static_cast<size_t>(used) < entry.size()) split = parse_split_tiles(entry.substr(used + 1));
+    if (kernel != want || (d != 0 && d != head_dim)) continue;
+    TileChoice& c = d != 0 ? specific : generic;
+    have_specific |= d != 0;
+    c = TileChoice{m, n, groups, split};
+  }
+  return have_specific ? specific : generic;
 }
 
 std::pair<int, int> default_tf32_tiles(bool backward, int head_dim) {

@@ -66,6 +66,18 @@ struct AttentionSpec {
 /// warp in registers, which caps it at 128).
 int max_head_dim(AttentionMath m);
 
+/// Tiles chosen by text (MINIDL_ATTENTION_TILES, docs/env_vars.md), for tuning without a rebuild.
+struct TileChoice {
+  int block_m = 0, block_n = 0, groups = 1;  // 0×0: the defaults
+  std::optional<SplitTiles> split;           // unset: the defaults
+};
+/// The choice for one kernel kind and head dim in `text`: comma-separated entries
+/// <fwd|bwd>[@<head dim>]=<M>x<N>[g<groups>][:<split tiles>], e.g.
+/// "fwd=64x64,bwd=32x64:q+do+ds,bwd@128=32x64g2". An entry for the head dim wins over one
+/// without (the last of each counts); split tiles as parse_split_tiles reads them. Every entry
+/// is checked, whatever kernel it names: a malformed one throws ValueError.
+TileChoice parse_tile_choice(const std::string& text, bool backward, int head_dim);
+
 /// The Tf32 tiles (block_m, block_n) a spec with 0×0 gets (docs/kernel-notes.md).
 std::pair<int, int> default_tf32_tiles(bool backward, int head_dim);
 
