@@ -1288,6 +1288,7 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.close();  // m0 loop
   b.blank();
   if (l.G > 1) {
+    // The k and v tiles are the plan's first two arrays, at least BN·ST words each in every form.
     b.comment("NOTE [Query groups]: group 0 adds the other groups' dk and dv, through the shared memory of k and v");
     b.line("float* sums = reinterpret_cast<float*>(smem);  // [2][BN][ST]: dk, dv of one group");
     b.open("for (int from = 1; from < G; ++from)");
