@@ -1096,7 +1096,12 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
                           l.BN, l.SB,
                           l.G > 1 ? fmt::format(" in {} groups of warps ({} rows each)", l.G, l.BM) : "", l.NT,
                           k.smem_bytes, tiles_comment(l)));
-  b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionBwdParams p)", l.NT, k.name);
+  // At d <= 16 the backward asks for 16 warps per SM, i.e. at most 128 registers: it needed 140
+  // and ran three 4-warp blocks per SM; capped it spills 36 bytes and runs four (H200, N = 4096:
+  // 0.78 -> 0.60 ms; docs/kernel-notes.md). Wider head dims hold dk and dv in more registers.
+  const int min_blocks = l.D <= 16 ? std::max(1, 16 / l.warps) : 1;
+  const std::string bounds = min_blocks > 1 ? fmt::format("{}, {}", l.NT, min_blocks) : std::to_string(l.NT);
+  b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionBwdParams p)", bounds, k.name);
   b.line("using namespace minidl::dev;");
   b.line("typedef {} T;", storage_type(s.dtype));
   emit_tf32_constants(b, l);
