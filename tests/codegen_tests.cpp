@@ -569,7 +569,6 @@ TEST_CASE("codegen: attention specs outside the kernels' range are rejected") {
   s.math = AttentionMath::Ffma;
   CHECK_THROWS_WITH_AS(generate_attention_backward(s), doctest::Contains("tf32"), ValueError);
   s.groups = 1;
-  s.math = AttentionMath::Ffma;
   s.head_dim = 256;
   s.block_m = s.block_n = 256;  // far past the shared memory of a block
   CHECK_THROWS_WITH_AS(generate_attention_forward(s), doctest::Contains("shared memory"), ValueError);
