@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/primitive.h"
+#include "core/tensor.h"
 
 namespace minidl {
 

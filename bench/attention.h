@@ -1,6 +1,7 @@
 // `minidl-bench attention`: options and one measured row, exposed for the tests.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 

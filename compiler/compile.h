@@ -15,13 +15,17 @@
 // Higher-order gradients (create_graph) through a compiled call are refused with an error.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <vector>
 
 #include "compiler/codegen/kernel.h"
+#include "compiler/graph.h"
 #include "compiler/plan.h"
 #include "compiler/trace.h"
+#include "core/tensor.h"
 
 namespace minidl {
 

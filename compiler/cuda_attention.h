@@ -3,6 +3,7 @@
 // --compile-only) and for reading the generated source. CUDA builds only.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "compiler/codegen/kernel.h"

@@ -6,9 +6,12 @@
 // fused_attention.cpp; CUDA kernels: compiler/attention_kernels.h.
 #pragma once
 
+#include <string>
 #include <vector>
 
+#include "core/primitive.h"
 #include "core/primitives.h"
+#include "core/tensor.h"
 
 namespace minidl {
 

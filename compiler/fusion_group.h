@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "compiler/graph.h"
+#include "core/primitive.h"
 #include "core/primitives.h"
 
 namespace minidl {

@@ -2,13 +2,16 @@
 // numbered tensor values, printable as text and as Graphviz DOT. See NOTE [Graph IR].
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/primitive.h"
+#include "core/tensor.h"
 
 namespace minidl {
 

@@ -6,8 +6,10 @@
 // resource usage of each compile in the log, at info level).
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compiler/codegen/kernel.h"

@@ -3,13 +3,16 @@
 // between passes (the inspection API, and the files of MINIDL_DUMP_DIR).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "compiler/graph.h"
 #include "compiler/passes/passes.h"
 #include "compiler/trace.h"
+#include "core/tensor.h"
 
 namespace minidl {
 

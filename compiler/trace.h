@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "compiler/graph.h"
+#include "core/primitive.h"
+#include "core/tensor.h"
 
 namespace minidl {
 

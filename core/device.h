@@ -1,6 +1,7 @@
 // Where a tensor lives: the host, or a CUDA device by index.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace minidl {

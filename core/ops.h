@@ -7,7 +7,10 @@
 #include <limits>
 #include <vector>
 
+#include "core/device.h"
+#include "core/dtype.h"
 #include "core/random.h"
+#include "core/shape.h"
 #include "core/tensor.h"
 
 namespace minidl {

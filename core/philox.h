@@ -6,6 +6,7 @@
 #include "core/scalar_ops.h"
 
 #if !defined(__CUDACC_RTC__)
+#include <cmath>
 #include <cstdint>
 #endif
 

@@ -4,10 +4,12 @@
 // User-facing functions (core/ops.h) validate and broadcast, then call apply() (dispatch.h).
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/tensor.h"
 
 namespace minidl {

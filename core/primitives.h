@@ -3,13 +3,20 @@
 // kernel, its CUDA entry point and its vjp.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config.h"
+#include "core/device.h"
+#include "core/dtype.h"
 #include "core/primitive.h"
 #include "core/random.h"
 #include "core/scalar_ops.h"
+#include "core/shape.h"
+#include "core/tensor.h"
 
 namespace minidl {
 

@@ -3,10 +3,12 @@
 // core/ops.h; the methods here are the ones PyTorch users reach for on the object.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/device.h"

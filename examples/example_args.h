@@ -7,9 +7,13 @@
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "core/device.h"
+#include "core/error.h"
 #include "core/minidl.h"
+#include "runtime/cuda.h"
 
 class Args {
  public:

@@ -3,11 +3,15 @@
 // PyTorch: Linear U(-1/sqrt(in), 1/sqrt(in)), Embedding N(0, 1), LayerNorm ones and zeros.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "core/tensor.h"
 #include "nn/module.h"
 
 namespace minidl::nn {

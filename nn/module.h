@@ -10,12 +10,15 @@
 //   };
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/device.h"
+#include "core/dtype.h"
 #include "core/tensor.h"
 #include "nn/safetensors.h"
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/dtype.h"
 #include "core/tensor.h"
 
 namespace minidl::nn {

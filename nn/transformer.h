@@ -8,9 +8,12 @@
 // matcher recognises and replaces with one fused attention node. Eager mode runs the same ops.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 
+#include "core/tensor.h"
 #include "nn/layers.h"
+#include "nn/module.h"
 
 namespace minidl::nn {
 

@@ -3,6 +3,7 @@
 // (Tensor::copy_), so modules and any other holder of a parameter see the new values.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "core/tensor.h"

@@ -5,6 +5,7 @@
 
 #include "core/config.h"
 #if MINIDL_WITH_CUDA
+#include <cstddef>
 #include <cublas_v2.h>
 
 #include <mutex>

@@ -457,7 +457,7 @@ TEST_CASE("codegen: the source builder indents blocks and rejects unbalanced clo
 // ============================================================================ embedded headers
 
 TEST_CASE("codegen: the device headers are embedded as they are in the source tree") {
-  const fs::path root = fs::path(__FILE__).parent_path().parent_path();
+  const fs::path root = MINIDL_SOURCE_DIR;
   std::vector<std::string> names;
   for (const auto& h : embedded_headers()) {
     names.push_back(h.name);

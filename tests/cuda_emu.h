@@ -46,8 +46,10 @@
 #include <cstring>
 #include <algorithm>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/half.h"

@@ -5,20 +5,26 @@
 
 #include <dlfcn.h>
 #include <doctest/doctest.h>
+#include <spdlog/fmt/fmt.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
+#include <iterator>
+#include <memory>
 #include <set>
 #include <string>
+#include <system_error>
+#include <utility>
 #include <vector>
 
 #include "compiler/codegen/embedded_headers.h"
 #include "compiler/codegen/kernel.h"
-#include "spdlog/fmt/fmt.h"
 
 namespace minidl::testing {
 
@@ -70,7 +76,7 @@ class EmulatedKernels {
                         ks[i].source, i, ks[i].threads, ks[i].smem_bytes, ks[i].name, params_type(ks[i]));
     }
     write_text(dir_ / "kernels.cpp", tu);
-    const fs::path tests = fs::path(__FILE__).parent_path();
+    const fs::path tests = fs::path(MINIDL_SOURCE_DIR) / "tests";
     const std::string cmd = fmt::format("{} -std=c++17 -O1 -march=native -fPIC -shared -w {} -I{} -I{} -I{} -o {} {} 2> {}",
                                         host_compiler(), flags, dir_.string(), tests.string(), tests.parent_path().string(),
                                         (dir_ / "kernels.so").string(), (dir_ / "kernels.cpp").string(),

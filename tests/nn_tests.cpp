@@ -733,7 +733,7 @@ std::string read_text(const std::filesystem::path& p) {
 }  // namespace
 
 TEST_CASE("docs: every C++ block of the tutorial is an excerpt of an example") {
-  const std::filesystem::path root = std::filesystem::path(__FILE__).parent_path().parent_path();
+  const std::filesystem::path root = MINIDL_SOURCE_DIR;
   std::vector<std::vector<std::string>> examples;
   for (const auto& e : std::filesystem::directory_iterator(root / "examples"))
     if (e.path().extension() == ".cpp") examples.push_back(code_lines(read_text(e.path())));

@@ -3,10 +3,16 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/minidl.h"
+#include "core/tensor.h"
+#include "runtime/cuda.h"
 
 namespace minidl::testing {
 

@@ -12,7 +12,9 @@
 //   GeneratedKernel k = generate_fused(g);               // launch with one FusedArgs
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compiler/codegen/kernel.h"

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "compiler/codegen/fusion.h"
+#include "core/shape.h"
 #include "core/tensor.h"
 
 namespace minidl {

@@ -2,6 +2,8 @@
 // (compiler/plan.cpp). Each takes a graph and rewrites it; check_graph validates the result.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 

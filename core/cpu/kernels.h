@@ -1,6 +1,7 @@
 // CPU kernels shared by several ops.
 #pragma once
 
+#include "core/shape.h"
 #include "core/tensor.h"
 
 namespace minidl::cpu {

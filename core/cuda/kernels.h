@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/primitives.h"
 #include "core/tensor.h"
 

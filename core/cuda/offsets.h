@@ -4,12 +4,15 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <tuple>
 
 #include "core/cpu/loops.h"
 #include "core/error.h"
 #include "core/scalar_ops.h"  // MINIDL_HD
 #include "core/shape.h"
+#include "core/tensor.h"
 
 namespace minidl::cuda {
 
