@@ -58,8 +58,9 @@ class Event {
   float elapsed_ms(const Event& start);
 
  private:
-  void* event_ = nullptr;  // cudaEvent_t
-  int device_ = 0;
+  // Unused in a build without CUDA (runtime/no_cuda.cpp), hence maybe_unused.
+  [[maybe_unused]] void* event_ = nullptr;  // cudaEvent_t
+  [[maybe_unused]] int device_ = 0;
 };
 
 }  // namespace minidl::cuda
