@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 
+#include "core/cuda/launch_config.h"
 #include "core/minidl.h"
 #include "tests/test_utils.h"
 #if MINIDL_WITH_CUDA
@@ -82,6 +83,47 @@ TEST_CASE("cuda: unavailable CUDA is reported, refused and skipped") {
   cuda::synchronize();  // nothing to wait for
   CHECK(minidl::testing::test_devices().size() == 1);
   CHECK_FALSE(gpu_or_skip("cuda tests"));
+}
+
+TEST_CASE("cuda: row kernel layout and shared memory (host)") {
+  using cuda::kDefaultSmemBytes;
+  using cuda::plan_rows;
+  constexpr size_t kHopper = 227 * 1024;  // opt-in limit per block of the H100 and H200
+  // The case: float64 softmax backward (g and y cached: 16 bytes per element), rows of
+  // 3001, one row per block: 48016 dynamic bytes plus 2048 of reduction scratch exceed 48 KB.
+  const cuda::RowPlan p = plan_rows(2, 3001, 1, 16, 2048, kHopper);
+  CHECK(p.rows_per_block == 1);
+  CHECK(p.cached);
+  CHECK(p.smem == 3001 * 16);
+  CHECK(p.opt_in);
+  // On a card that cannot opt in beyond 48 KB the same rows are read twice instead.
+  CHECK_FALSE(plan_rows(2, 3001, 1, 16, 2048, 48 * 1024).cached);
+  const int64_t lengths[] = {1,    2,    7,     31,    32,    127,     128,          1000,
+                             1024, 2999, 3001,  3072,  6144,  6145,    12288,        24577,
+                             65537, 1048577, int64_t{1} << 40};
+  for (int64_t n : lengths) {
+    for (size_t bytes : {0, 2, 4, 8, 16, 32})
+      for (int V : {1, 2, 4, 8})
+        for (size_t static_smem : {0, 1024, 2048, 4096})
+          for (size_t optin : {48 * 1024, 99 * 1024, 163 * 1024, 227 * 1024}) {
+            if (n % V) continue;
+            const int64_t rows = 1000;
+            CAPTURE(n);
+            CAPTURE(bytes);
+            CAPTURE(V);
+            CAPTURE(static_smem);
+            CAPTURE(optin);
+            const cuda::RowPlan r = plan_rows(rows, n, V, bytes, static_smem, optin);
+            CHECK(r.threads_per_row * r.rows_per_block <= cuda::kRowThreads);
+            CHECK(r.blocks * r.rows_per_block >= rows);
+            const size_t want = static_cast<size_t>(r.rows_per_block) * static_cast<size_t>(n) * bytes;
+            const bool fits =
+                bytes > 0 && want <= cuda::kRowCacheBytes && static_smem + want <= optin;
+            CHECK(r.cached == fits);
+            CHECK(r.smem == (fits ? want : 0));
+            CHECK(r.opt_in == (fits && static_smem + want > kDefaultSmemBytes));
+          }
+  }
 }
 
 #if MINIDL_WITH_CUDA

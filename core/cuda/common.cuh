@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "core/cuda/launch_config.h"  // next_pow2
 #include "core/cuda/offsets.h"
 #include "core/dtype.h"
 #include "core/scalar_ops.h"
@@ -179,13 +180,6 @@ device_t<HostT>* dptr(const Tensor& t) {
 /// An uninitialised device buffer of at least nbytes, from the caching allocator.
 inline Tensor workspace(size_t nbytes, Device device, const char* op) {
   return empty({static_cast<int64_t>((nbytes + 7) / 8)}, kInt64, device, op);
-}
-
-/// Smallest power of two >= n (n >= 1).
-inline int next_pow2(int64_t n) {
-  int p = 1;
-  while (p < n && p < (1 << 30)) p <<= 1;
-  return p;
 }
 
 }  // namespace cuda

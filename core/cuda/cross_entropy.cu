@@ -71,14 +71,13 @@ void launch_cross_entropy(const Tensor& x, const Tensor& target, int64_t ignore,
   const Tgt* pt = static_cast<const Tgt*>(target.data_ptr());
   double* pl = static_cast<double*>(loss.data_ptr());
   if (rows > 0) {
-    const RowConfig cfg = row_config(rows, c, V, 0, is_aligned(px, 16));
-    if (cfg.vectorized)
-      cross_entropy_rows_kernel<T, V, Tgt>
-          <<<cfg.grid, cfg.block, 0, stream>>>(px, pt, rows, c, ignore, pl, bad);
+    // One pass over each row (nothing to cache).
+    if (row_vectorized(c, V, is_aligned(px, 16)))
+      launch_rows(cross_entropy_rows_kernel<T, V, Tgt>, cross_entropy_rows_kernel<T, V, Tgt>, rows,
+                  c, V, 0, device, stream, "cross_entropy", px, pt, rows, c, ignore, pl, bad);
     else
-      cross_entropy_rows_kernel<T, 1, Tgt>
-          <<<cfg.grid, cfg.block, 0, stream>>>(px, pt, rows, c, ignore, pl, bad);
-    MINIDL_CUDA_CHECK_LAUNCH("cross_entropy");
+      launch_rows(cross_entropy_rows_kernel<T, 1, Tgt>, cross_entropy_rows_kernel<T, 1, Tgt>, rows,
+                  c, 1, 0, device, stream, "cross_entropy", px, pt, rows, c, ignore, pl, bad);
   }
   cross_entropy_mean_kernel<T, Tgt><<<1, 1024, 0, stream>>>(pl, pt, rows, ignore, dptr<HostT>(out));
   MINIDL_CUDA_CHECK_LAUNCH("cross_entropy");

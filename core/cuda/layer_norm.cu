@@ -1,6 +1,7 @@
 // layer_norm over the last dim as a one-pass row kernel: the row is read once (kept in shared
-// memory when it fits), its mean and then the mean of squared deviations (two-pass variance,
-// as the CPU computes it) are block reductions, and y = (x - mean) * rstd [* weight + bias].
+// memory when it fits: NOTE [Row cache] in launch_config.h), its mean and then the mean of
+// squared deviations (two-pass variance, as the CPU computes it) are block reductions, and
+// y = (x - mean) * rstd [* weight + bias].
 // The backward is a composition of ops (LayerNorm::vjp).
 #include "core/cuda/kernels.h"
 #include "core/cuda/row.cuh"
@@ -82,20 +83,17 @@ void launch_layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, const 
   T* py = dptr<HostT>(y);
   const bool aligned = is_aligned(px, 16) && is_aligned(py, 16) &&
                        (!pw || (is_aligned(pw, 16) && is_aligned(pb, 16)));
-  const RowConfig c = row_config(rows, n, V, sizeof(T), aligned);
-  auto launch = [&](auto kernel) {
-    allow_row_smem(kernel, c, "layer_norm");
-    kernel<<<c.grid, c.block, c.smem, stream>>>(px, pw, pb, py, rows, n, static_cast<C>(eps));
-  };
-  auto pick = [&](auto vec, auto affine) {
-    constexpr int kV = decltype(vec)::value;
+  const bool vec = row_vectorized(n, V, aligned);
+  auto pick = [&](auto vec_elems, auto affine) {
+    constexpr int kV = decltype(vec_elems)::value;
     constexpr bool kAffine = decltype(affine)::value;
-    c.cached ? launch(layer_norm_kernel<T, kV, true, kAffine>)
-             : launch(layer_norm_kernel<T, kV, false, kAffine>);
+    launch_rows(layer_norm_kernel<T, kV, true, kAffine>, layer_norm_kernel<T, kV, false, kAffine>,
+                rows, n, kV, sizeof(T), device, stream, "layer_norm", px, pw, pb, py, rows, n,
+                static_cast<C>(eps));
   };
   using Affine = std::true_type;
   using Plain = std::false_type;
-  if (c.vectorized)
+  if (vec)
     pw ? pick(std::integral_constant<int, V>{}, Affine{})
        : pick(std::integral_constant<int, V>{}, Plain{});
   else

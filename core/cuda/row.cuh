@@ -1,56 +1,75 @@
 // The row layout shared by the row kernels (softmax, its backward, layer_norm): a contiguous
 // (rows, n) tensor, a group of blockDim.x threads per row and blockDim.y rows per block, rows
 // read with 16-byte vectors when n and the pointers allow, and kept in shared memory between
-// passes when they fit, so each element is read from device memory once.
+// passes when they fit (NOTE [Row cache] in launch_config.h), so each element is read from
+// device memory once.
 #pragma once
 
-#include <algorithm>
+#include <map>
+#include <mutex>
+#include <utility>
 
 #include "core/cuda/common.cuh"
+#include "core/cuda/launch_config.h"
 
 namespace minidl::cuda {
 
-/// Vectors of V elements each thread loads before using them (memory-level parallelism).
-constexpr int kRowUnroll = 4;
-/// Most threads per row; the row kernels declare __launch_bounds__(kRowThreads), so that the
-/// compiler keeps them within the registers a block of that size may use.
-constexpr int kRowThreads = 512;
-/// Shared memory a row block may use to keep its rows (beyond 48 KB needs an opt-in).
-constexpr size_t kRowCacheBytes = 96 * 1024;
-
-/// Grid, block and shared memory of a row kernel.
-struct RowConfig {
-  dim3 grid, block;
-  bool vectorized;  // n % V == 0 and every pointer aligned: V-element accesses
-  bool cached;      // rows kept in dynamic shared memory
-  size_t smem = 0;  // dynamic shared memory bytes
+/// A row kernel's static shared memory and its device's opt-in limit of shared memory per block.
+struct RowKernelSmem {
+  size_t static_bytes, optin;
 };
 
-/// Picks the row layout for `rows` rows of n elements of `bytes_per_elem` cached bytes (the
-/// row's inputs together), V elements per vector. `aligned`: all pointers allow V-element
-/// accesses.
-inline RowConfig row_config(int64_t rows, int64_t n, int V, size_t bytes_per_elem, bool aligned) {
-  RowConfig c{};
-  c.vectorized = V > 1 && n % V == 0 && aligned;
-  const int64_t nvec = c.vectorized ? n / V : n;
-  const int tpr = std::clamp(next_pow2((nvec + kRowUnroll - 1) / kRowUnroll), 32, kRowThreads);
-  const int rpb = std::max(1, 256 / tpr);
-  c.block = dim3(static_cast<unsigned>(tpr), static_cast<unsigned>(rpb));
-  // The kernels loop over row blocks (for_row_blocks), so the grid may be smaller than needed.
-  c.grid = dim3(static_cast<unsigned>(std::min<int64_t>((rows + rpb - 1) / rpb, INT32_MAX)));
-  const size_t bytes = static_cast<size_t>(rpb) * static_cast<size_t>(n) * bytes_per_elem;
-  c.cached = bytes <= kRowCacheBytes;
-  c.smem = c.cached ? bytes : 0;
-  return c;
+/// The RowKernelSmem of `kernel` on `device`, read once per kernel and device. The first call
+/// with `opt_in` lets the kernel use all of the opt-in limit (cudaFuncSetAttribute).
+inline RowKernelSmem row_kernel_smem(const void* kernel, int device, bool opt_in, const char* op) {
+  struct Entry {
+    RowKernelSmem smem;
+    bool opted_in;
+  };
+  static std::mutex mu;
+  static std::map<std::pair<const void*, int>, Entry> entries;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = entries.find({kernel, device});
+  if (it == entries.end()) {
+    cudaFuncAttributes a{};
+    MINIDL_CUDA_CHECK(cudaFuncGetAttributes(&a, kernel), op);
+    int optin = 0;
+    MINIDL_CUDA_CHECK(
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), op);
+    it = entries.insert({{kernel, device}, {{a.sharedSizeBytes, static_cast<size_t>(optin)}, false}})
+             .first;
+  }
+  Entry& e = it->second;
+  if (opt_in && !e.opted_in) {
+    MINIDL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(e.smem.optin - e.smem.static_bytes)),
+                      op);
+    e.opted_in = true;
+  }
+  return e.smem;
 }
 
-/// Lets `kernel` use c.smem bytes of dynamic shared memory (needed above 48 KB).
-template <class Kernel>
-void allow_row_smem(Kernel kernel, const RowConfig& c, const char* op) {
-  if (c.smem > 48 * 1024)
-    MINIDL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(c.smem)),
-                      op);
+/// Runs a row kernel over `rows` rows of n elements in V-element accesses on the current
+/// device: `cached` (keeps its block's rows in dynamic shared memory, cache_bytes_per_elem
+/// bytes per element) where they fit, else `plain` (reads them again; may be `cached` itself
+/// when cache_bytes_per_elem is 0). Both take args. NOTE [Row cache]
+template <class... P, class... A>
+void launch_rows(void (*cached)(P...), void (*plain)(P...), int64_t rows, int64_t n, int V,
+                 size_t cache_bytes_per_elem, int device, cudaStream_t stream, const char* op,
+                 A... args) {
+  const void* key = reinterpret_cast<const void*>(cached);
+  const RowKernelSmem k = row_kernel_smem(key, device, false, op);
+  const RowPlan p = plan_rows(rows, n, V, cache_bytes_per_elem, k.static_bytes, k.optin);
+  const dim3 grid(static_cast<unsigned>(p.blocks));
+  const dim3 block(static_cast<unsigned>(p.threads_per_row),
+                   static_cast<unsigned>(p.rows_per_block));
+  if (p.cached) {
+    if (p.opt_in) row_kernel_smem(key, device, true, op);
+    cached<<<grid, block, p.smem, stream>>>(args...);
+  } else {
+    plain<<<grid, block, 0, stream>>>(args...);
+  }
+  MINIDL_CUDA_CHECK_LAUNCH(op);
 }
 
 /// The rows of this thread: calls f(row, valid) once per block of blockDim.y rows, the same

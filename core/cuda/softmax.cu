@@ -2,8 +2,9 @@
 // maximum and sum of exponentials are found together (online softmax: the running sum is
 // rescaled when the maximum grows), combined across the row's threads with warp shuffles and
 // shared memory, then the row is written; the row stays in shared memory between the two
-// passes when it fits. The backward reads y and the gradient g once: dot = sum(g * y) (or sum(g)
-// for log_softmax), then y * (g - dot) (or g - exp(y) * dot). Along a dim other than the last,
+// passes when it fits (NOTE [Row cache] in launch_config.h). The backward reads y and the
+// gradient g once: dot = sum(g * y) (or sum(g) for log_softmax), then y * (g - dot) (or
+// g - exp(y) * dot). Along a dim other than the last,
 // a column kernel gives each thread one row (neighbouring threads, neighbouring rows).
 #include "core/cuda/kernels.h"
 #include "core/cuda/row.cuh"
@@ -160,18 +161,15 @@ void launch_softmax(const Tensor& x, const Tensor& y, const RowShape& s, const c
         px, py, s.outer, s.n, s.inner);
     return;
   }
-  const RowConfig c =
-      row_config(s.outer, s.n, V, sizeof(T), is_aligned(px, 16) && is_aligned(py, 16));
-  auto launch = [&](auto kernel) {
-    allow_row_smem(kernel, c, op);
-    kernel<<<c.grid, c.block, c.smem, stream>>>(px, py, s.outer, s.n);
+  const bool vec = row_vectorized(s.n, V, is_aligned(px, 16) && is_aligned(py, 16));
+  auto launch = [&](auto cached, auto plain, int v) {
+    launch_rows(cached, plain, s.outer, s.n, v, sizeof(T), device, stream, op, px, py, s.outer,
+                s.n);
   };
-  if (c.vectorized)
-    c.cached ? launch(softmax_rows_kernel<T, V, kLog, true>)
-             : launch(softmax_rows_kernel<T, V, kLog, false>);
+  if (vec)
+    launch(softmax_rows_kernel<T, V, kLog, true>, softmax_rows_kernel<T, V, kLog, false>, V);
   else
-    c.cached ? launch(softmax_rows_kernel<T, 1, kLog, true>)
-             : launch(softmax_rows_kernel<T, 1, kLog, false>);
+    launch(softmax_rows_kernel<T, 1, kLog, true>, softmax_rows_kernel<T, 1, kLog, false>, 1);
 }
 
 template <class HostT, bool kLog>
@@ -190,18 +188,18 @@ void launch_softmax_backward(const Tensor& g, const Tensor& y, const Tensor& gx,
                                                                           s.inner);
     return;
   }
-  const RowConfig c = row_config(s.outer, s.n, V, 2 * sizeof(T),
-                                 is_aligned(pg, 16) && is_aligned(py, 16) && is_aligned(pgx, 16));
-  auto launch = [&](auto kernel) {
-    allow_row_smem(kernel, c, op);
-    kernel<<<c.grid, c.block, c.smem, stream>>>(pg, py, pgx, s.outer, s.n);
+  const bool vec = row_vectorized(s.n, V,
+                                  is_aligned(pg, 16) && is_aligned(py, 16) && is_aligned(pgx, 16));
+  auto launch = [&](auto cached, auto plain, int v) {
+    launch_rows(cached, plain, s.outer, s.n, v, 2 * sizeof(T), device, stream, op, pg, py, pgx,
+                s.outer, s.n);
   };
-  if (c.vectorized)
-    c.cached ? launch(softmax_backward_rows_kernel<T, V, kLog, true>)
-             : launch(softmax_backward_rows_kernel<T, V, kLog, false>);
+  if (vec)
+    launch(softmax_backward_rows_kernel<T, V, kLog, true>,
+           softmax_backward_rows_kernel<T, V, kLog, false>, V);
   else
-    c.cached ? launch(softmax_backward_rows_kernel<T, 1, kLog, true>)
-             : launch(softmax_backward_rows_kernel<T, 1, kLog, false>);
+    launch(softmax_backward_rows_kernel<T, 1, kLog, true>,
+           softmax_backward_rows_kernel<T, 1, kLog, false>, 1);
 }
 
 }  // namespace
