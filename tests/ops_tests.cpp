@@ -1117,6 +1117,38 @@ TEST_CASE("op var with correction and keepdim") {
   }
 }
 
+TEST_CASE("op mean and var of 16-bit rows whose sum and length exceed float16's 65504") {
+  // Rows of 2, 4, 2, 4, ...: sum 210000, sum of squared deviations 70000, both beyond 65504,
+  // as is the count (a float16 scalar of 70000 is inf).
+  constexpr int64_t n = 70000;
+  std::vector<double> v(2 * n);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = i % 2 ? 4 : 2;
+  const double var_ref = static_cast<double>(n) / static_cast<double>(n - 1);
+  for (Device dev : test_devices())
+    for (DType t : {kFloat16, kBFloat16}) {
+      const std::string where = std::string(dtype_name(t)) + " on " + dev.str();
+      CAPTURE(where);
+      const double tol = t == kFloat16 ? 2e-3 : 1e-2;
+      auto near = [&](const Tensor& got, const std::vector<double>& want, const char* what) {
+        const std::vector<double> g = got.to_vector<double>();
+        REQUIRE(g.size() == want.size());
+        for (size_t i = 0; i < g.size(); ++i)
+          CHECK_MESSAGE(std::abs(g[i] - want[i]) <= tol * std::abs(want[i]), std::string(what), " [", i,
+                        "]: ", g[i], " vs ", want[i]);
+      };
+      Tensor x = from_vector<double>(v, {2, n}).to(t).to(dev).requires_grad_();
+      near(mean(x, {1}), {3, 3}, "mean");
+      near(var(x, {1}), {var_ref, var_ref}, "var");
+      near(var(x, {1}, 0, true), {1, 1}, "var correction=0");
+      mean(x, {1}).sum().backward();
+      near(x.grad().slice(1, 0, 2), {1.0 / n, 1.0 / n, 1.0 / n, 1.0 / n}, "mean backward");
+      x.zero_grad();
+      var(x, {1}).sum().backward();
+      const double d = 2.0 / static_cast<double>(n - 1);
+      near(x.grad().slice(1, 0, 2), {-d, d, -d, d}, "var backward");
+    }
+}
+
 // ============================================================================ row ops
 
 namespace {

@@ -45,6 +45,12 @@ int64_t reduced_count(const Shape& s, const std::vector<int64_t>& dims) {
   return n;
 }
 
+// NOTE [16-bit counts and sums]
+// A float16 count or sum above 65504 is inf (and bfloat16 keeps 8 bits of a count), so ops that
+// divide by a count or form a sum of squares of 16-bit values (mean's gradient, var) compute in
+// float32 and round once, as mean itself does by accumulating in double (CPU) or float (CUDA).
+bool is_16bit(DType t) { return t == kFloat16 || t == kBFloat16; }
+
 // Splits x's dims into kept (outer) and reduced (inner) ones, with byte strides.
 struct ReduceLayout {
   Shape outer, inner;
@@ -197,7 +203,12 @@ std::vector<Tensor> Reduce::vjp(const std::vector<Tensor>& primals, const std::v
   Tensor g = cot[0].reshape(kept).expand(in_shape);
   switch (op_) {
     case ReduceOp::Sum: return {g};
-    case ReduceOp::Mean: return {g / static_cast<double>(reduced_count(in_shape, dims_))};
+    case ReduceOp::Mean: {
+      const double count = static_cast<double>(reduced_count(in_shape, dims_));
+      // NOTE [16-bit counts and sums]
+      if (is_16bit(g.dtype())) return {(g.to(kFloat32) / count).to(g.dtype())};
+      return {g / count};
+    }
     default: {
       // Ties share the gradient equally.
       Tensor hit = eq(primals[0], outputs[0].reshape(kept).expand(in_shape)).to(g.dtype());
@@ -234,6 +245,8 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& dims, int64_t correction
   MINIDL_CHECK(n - correction > 0, ShapeError,
                "[var] {} elements with correction {} leave no degrees of freedom (shape {})", n,
                correction, shape_str(x.shape()));
+  if (is_16bit(x.dtype()))  // NOTE [16-bit counts and sums]
+    return var(x.to(kFloat32), dims, correction, keepdim).to(x.dtype());
   Tensor centered = x - mean(x, d, true);
   return sum(centered * centered, d, keepdim) / static_cast<double>(n - correction);
 }
