@@ -1,11 +1,12 @@
 // softmax / log_softmax along one dim, and their backward, as one-pass row kernels: each row's
 // maximum and sum of exponentials are found together (online softmax: the running sum is
 // rescaled when the maximum grows), combined across the row's threads with warp shuffles and
-// shared memory, then the row is written; the row stays in shared memory between the two
-// passes when it fits (NOTE [Row cache] in launch_config.h). The backward reads y and the
-// gradient g once: dot = sum(g * y) (or sum(g) for log_softmax), then y * (g - dot) (or
-// g - exp(y) * dot). Along a dim other than the last,
-// a column kernel gives each thread one row (neighbouring threads, neighbouring rows).
+// shared memory, then the row is written (log_softmax as (x - m) - log(sum), as on the CPU:
+// forming m + log(sum) first would round away the digits of x - m); the row stays in shared
+// memory between the two passes when it fits (NOTE [Row cache] in launch_config.h). The
+// backward reads y and the gradient g once: dot = sum(g * y) (or sum(g) for log_softmax), then
+// y * (g - dot) (or g - exp(y) * dot). Along a dim other than the last, a column kernel gives
+// each thread one row (neighbouring threads, neighbouring rows).
 #include "core/cuda/kernels.h"
 #include "core/cuda/row.cuh"
 
@@ -35,7 +36,7 @@ __global__ void __launch_bounds__(kRowThreads)
       });
     ms = row_reduce(ms, MaxSumOp{}, red);
     if (!valid) return;
-    const C m = row_max(ms), inv = C(1) / ms.s, lse = m + sop::Log{}(ms.s);
+    const C m = row_max(ms), inv = C(1) / ms.s, ls = sop::Log{}(ms.s);
     VecT* yr = reinterpret_cast<VecT*>(y + row * n);
     for (int64_t j = threadIdx.x; j < nvec; j += blockDim.x) {
       const VecT v = kCached ? cache[j] : xr[j];
@@ -43,7 +44,7 @@ __global__ void __launch_bounds__(kRowThreads)
       MINIDL_UNROLL
       for (int e = 0; e < V; ++e) {
         const C xe = widen(v.v[e]);
-        o.v[e] = narrow<T>(kLog ? xe - lse : sop::Exp{}(xe - m) * inv);
+        o.v[e] = narrow<T>(kLog ? (xe - m) - ls : sop::Exp{}(xe - m) * inv);
       }
       yr[j] = o;
     }
@@ -104,10 +105,10 @@ __global__ void softmax_cols_kernel(const T* x, T* y, int64_t outer, int64_t n, 
     const int64_t o = t / inner, base = o * n * inner + (t - o * inner);
     MaxSum<C> ms{C(-INFINITY), C(0)};
     for (int64_t j = 0; j < n; ++j) add_element(ms, widen(x[base + j * inner]));
-    const C m = row_max(ms), inv = C(1) / ms.s, lse = m + sop::Log{}(ms.s);
+    const C m = row_max(ms), inv = C(1) / ms.s, ls = sop::Log{}(ms.s);
     for (int64_t j = 0; j < n; ++j) {
       const C xe = widen(x[base + j * inner]);
-      y[base + j * inner] = narrow<T>(kLog ? xe - lse : sop::Exp{}(xe - m) * inv);
+      y[base + j * inner] = narrow<T>(kLog ? (xe - m) - ls : sop::Exp{}(xe - m) * inv);
     }
   }
 }
