@@ -1,8 +1,9 @@
 // The CUDA runtime and eager GPU backend: runtime facts, the caching allocator (stats, reuse,
 // the limit and the OOM path, the bypass), TF32, copies, and GPU-specific op checks against a
 // float64 CPU reference (16-bit types, strided inputs, sizes beyond one block, reductions over
-// non-last dims). Without a GPU the GPU cases print why they are skipped; the index math of the
-// strided kernels is checked on the host in any CUDA build.
+// non-last dims, every row op and reduction at row lengths from 1 to 1048577). Without a GPU the
+// GPU cases print why they are skipped; the index math of the strided kernels and the row
+// kernels' launch plan are checked on the host.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -654,6 +655,108 @@ TEST_CASE("cuda: cross_entropy with ignored rows and bad targets") {
   }
   CHECK_FALSE(cpu_msg.empty());
   CHECK(gpu_msg == cpu_msg);
+}
+
+// ============================================================================ every row length
+
+namespace {
+
+/// Row lengths of issue #12: one element, less than a warp, the length whose float64 softmax
+/// backward asked for 48016 + 2048 bytes of shared memory without opting in (NOTE [Row cache]),
+/// beyond 64 Ki and beyond 1 Mi elements (rows read twice from device memory, not cached).
+const int64_t kRowLengths[] = {1, 31, 3001, 65537, 1048577};
+
+/// Rows per case: few, so that rows of a million elements stay fast.
+int64_t rows_for(int64_t n) { return n > 4096 ? 2 : 5; }
+
+/// Names a case in failure messages: "softmax backward, n=3001, float64".
+std::string row_case(const std::string& op, int64_t n, DType t) {
+  return op + ", n=" + std::to_string(n) + ", " + dtype_name(t);
+}
+
+/// The gradient of f(in[0 .. k-1]) with respect to in[which], for the cotangent in[k] (last).
+Fn grad_of(Fn f, size_t which = 0) {
+  return [f = std::move(f), which](const std::vector<Tensor>& in) {
+    std::vector<Tensor> args(in.begin(), in.end() - 1);
+    args[which] = args[which].detach().requires_grad_();
+    f(args).backward(in.back());
+    return args[which].grad();
+  };
+}
+
+/// A cotangent of shape s: 1, 2, 4, 1, ... Powers of two keep a mean's gradient g / n exact in
+/// float16 even where it is subnormal (n = 1048577), while still telling the outputs apart.
+Tensor powers_of_two(const Shape& s, DType t) {
+  std::vector<double> v(static_cast<size_t>(numel(s)));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>(1 << (i % 3));
+  return from_vector<double>(v, s).to(t);
+}
+
+}  // namespace
+
+TEST_CASE("cuda: row ops at every row length and dtype") {
+  if (!gpu_or_skip("cuda row ops at every row length")) return;
+  manual_seed(14);
+  const Fn sm = [](auto& in) { return softmax(in[0], -1); };
+  const Fn lsm = [](auto& in) { return log_softmax(in[0], -1); };
+  const Fn ln = [](auto& in) { return layer_norm(in[0], in[1], in[2]); };
+  const Fn ln_plain = [](auto& in) { return layer_norm(in[0], Tensor(), Tensor(), 1e-5); };
+  const Fn ce = [](auto& in) { return cross_entropy(in[0], in[1]); };
+  for (int64_t n : kRowLengths)
+    for (DType t : kFloatTypes) {
+      auto name = [&](const char* op) { return row_case(op, n, t); };
+      const int64_t rows = rows_for(n);
+      const double tol = tolerance(t) * 4;
+      const Tensor x = rnd({rows, n}, t, 3.0), g = rnd({rows, n}, t);
+      const Tensor w = rnd({n}, t), b = rnd({n}, t);
+      const Tensor target = randint(0, n, {rows});
+      check_gpu(name("softmax"), sm, {x}, tol);
+      check_gpu(name("softmax backward"), grad_of(sm), {x, g}, tol);
+      check_gpu(name("log_softmax"), lsm, {x}, tol);
+      check_gpu(name("log_softmax backward"), grad_of(lsm), {x, g}, tol);
+      if (t == kFloat32 || t == kFloat64)  // x - max keeps its digits; m + log(sum) would not
+        check_gpu(name("log_softmax of rows near 1e8"), lsm,
+                  {(rnd({rows, n}, kFloat64, 3.0) + 1e8).to(t)}, tol);
+      check_gpu(name("layer_norm"), ln, {x, w, b}, tol);
+      check_gpu(name("layer_norm without affine"), ln_plain, {x}, tol);
+      // The backward is a composition of ops, each rounding to 16 bits.
+      check_gpu(name("layer_norm backward (x)"), grad_of(ln, 0), {x, w, b, g}, tol * 4);
+      check_gpu(name("layer_norm backward (weight)"), grad_of(ln, 1), {x, w, b, g}, tol * 4);
+      check_gpu(name("layer_norm backward (bias)"), grad_of(ln, 2), {x, w, b, g}, tol * 4);
+      check_gpu(name("layer_norm without affine backward"), grad_of(ln_plain), {x, g}, tol * 4);
+      check_gpu(name("cross_entropy"), ce, {x, target}, tol);
+      check_gpu(name("cross_entropy backward"), grad_of(ce), {x, target, full({}, 1.5, {.dtype = t})},
+                tol * 2);
+    }
+}
+
+TEST_CASE("cuda: reductions at every row length and dtype") {
+  if (!gpu_or_skip("cuda reductions at every row length")) return;
+  manual_seed(15);
+  for (int64_t n : kRowLengths)
+    for (DType t : kFloatTypes)
+      for (int64_t dim : {int64_t{-1}, int64_t{0}}) {
+        // Over the last dim of (rows, n) (row layout) and over dim 0 of (n, 3) (column layout).
+        const Shape s = dim == -1 ? Shape{rows_for(n), n} : Shape{n, 3};
+        const Tensor x = rnd(s, t), g = powers_of_two({dim == -1 ? s[0] : s[1]}, t);
+        const int64_t correction = n > 1 ? 1 : 0;
+        const double tol = tolerance(t) * 4;
+        const struct {
+          const char* op;
+          Fn f;
+          double tol;
+        } cases[] = {
+            {"sum", [dim](auto& in) { return sum(in[0], {dim}); }, tol},
+            {"mean", [dim](auto& in) { return mean(in[0], {dim}); }, tol},
+            {"max", [dim](auto& in) { return max(in[0], {dim}); }, 0},
+            {"var", [dim, correction](auto& in) { return var(in[0], {dim}, correction); }, tol},
+        };
+        for (const auto& c : cases) {
+          const std::string op = std::string(c.op) + " over dim " + std::to_string(dim);
+          check_gpu(row_case(op, n, t), c.f, {x}, c.tol);
+          check_gpu(row_case(op + " backward", n, t), grad_of(c.f), {x, g}, tol);
+        }
+      }
 }
 
 // ============================================================================ indexing
