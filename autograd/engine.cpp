@@ -1,5 +1,6 @@
 #include "autograd/engine.h"
 
+#include <mutex>
 #include <queue>
 #include <unordered_map>
 
@@ -68,11 +69,15 @@ std::vector<Tensor> execute(const std::vector<Edge>& roots, std::vector<Tensor> 
     bool any = false;
     for (const auto& g : grads) any = any || g.defined();
     std::vector<Tensor> in_grads;
-    if (any) {
-      log("autograd").trace("backward through {}", n->name());
-      in_grads = n->apply(std::move(grads));
+    {
+      // Another thread's backward may reach n too (NOTE [Autograd and threads]).
+      std::lock_guard<std::mutex> lock(n->mutex);
+      if (any) {
+        log("autograd").trace("backward through {}", n->name());
+        in_grads = n->apply(std::move(grads));
+      }
+      if (!retain_graph) n->release_saved();
     }
-    if (!retain_graph) n->release_saved();
     for (size_t i = 0; i < n->next_edges.size(); ++i) {
       const Edge& e = n->next_edges[i];
       if (!e.valid()) continue;

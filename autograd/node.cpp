@@ -1,6 +1,9 @@
 #include "autograd/node.h"
 
+#include <array>
 #include <atomic>
+#include <cstdint>
+#include <mutex>
 
 #include "autograd/grad_mode.h"
 #include "core/ops.h"
@@ -98,20 +101,38 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor> grads) {
   // .grad is laid out densely, whatever view the gradient arrived as (sum's gradient is an
   // expanded view with stride 0): code that reads .grad's memory may assume row-major order.
   if (!g.is_contiguous()) g = g.contiguous();
+  // The engine holds this node's mutex, so accumulations into the leaf run one at a time; the
+  // leaf's own mutex keeps readers of .grad off the pointer while it is replaced
+  // (NOTE [Autograd and threads]).
+  std::shared_ptr<TensorImpl> old;
+  {
+    std::lock_guard<std::mutex> lock(autograd_mutex(leaf.get()));
+    old = leaf->grad;
+  }
   if (!GradMode::is_enabled()) {
     // .grad must not alias a tensor anybody else holds (a vjp may hand one cotangent to several
     // inputs), or an in-place change to one .grad would reach the other: steal only when sole.
     const bool sole = g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1;
-    if (!leaf->grad && (!sole || g.requires_grad())) g = g.clone();
+    if (!old && (!sole || g.requires_grad())) g = g.clone();
   }
-  leaf->grad = leaf->grad ? add(Tensor(leaf->grad), g).impl_ptr() : g.impl_ptr();
+  std::shared_ptr<TensorImpl> sum = old ? add(Tensor(old), g).impl_ptr() : g.impl_ptr();
+  std::lock_guard<std::mutex> lock(autograd_mutex(leaf.get()));
+  leaf->grad = std::move(sum);
   return {};
+}
+
+std::mutex& autograd_mutex(const TensorImpl* t) {
+  static auto* mutexes = new std::array<std::mutex, 64>();  // leaked: tensors may outlive statics
+  const auto h = (reinterpret_cast<uintptr_t>(t) >> 4) * 0x9e3779b97f4a7c15ull;  // Fibonacci hash
+  return (*mutexes)[h >> 58];
 }
 
 Edge gradient_edge(const Tensor& t) {
   TensorImpl* i = t.impl();
   if (i->grad_fn) return {i->grad_fn, i->output_nr};
   if (!i->requires_grad) return {};
+  // Threads recording ops on one leaf must get one accumulator (NOTE [Autograd and threads]).
+  std::lock_guard<std::mutex> lock(autograd_mutex(i));
   auto acc = i->grad_accumulator.lock();
   if (!acc) {
     acc = std::make_shared<AccumulateGrad>(t.impl_ptr());

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,21 @@
 namespace minidl {
 
 class Node;
+
+// NOTE [Autograd and threads]
+// Threads may share leaves that require grad (parameters), and even whole graphs, in forward and
+// backward, as in PyTorch; each backward runs on the thread that calls it. Two locks make that
+// safe, taken in this order only:
+// - Node::mutex: the engine holds it while a node runs apply() or release_saved(), so one node
+//   reached by two backwards runs once at a time. A leaf's AccumulateGrad is one node per leaf,
+//   so its read-add-write of .grad is never interleaved and no accumulation is lost.
+// - autograd_mutex(leaf): guards a leaf's grad (read and replaced whole, never written in
+//   place, so a reader holds either the value before or after an accumulation) and its lazily
+//   created grad_accumulator (gradient_edge creates it at most once while it lives). It is one
+//   of a fixed set of mutexes picked by the TensorImpl's address, so tensors pay nothing for
+//   it; code holding one never takes another, so two leaves sharing one cannot deadlock.
+// Nothing else in a Node is written after construction, except by apply() and release_saved().
+// What remains the caller's to order is in docs/api.md, "Thread safety".
 
 /// An input slot of a node: gradients flowing along the edge land in node's input `input_nr`.
 struct Edge {
@@ -43,6 +59,8 @@ class Node : public std::enable_shared_from_this<Node> {
   std::vector<TensorMeta> output_meta;
   /// Creation order; the engine runs later nodes first among the ready ones.
   uint64_t sequence_nr;
+  /// Held by the engine around apply() and release_saved() (NOTE [Autograd and threads]).
+  std::mutex mutex;
 };
 
 /// The node of a primitive applied in eager mode: keeps what the primitive's saves() asks for
@@ -67,7 +85,7 @@ class PrimitiveNode : public Node {
   bool released_ = false;
 };
 
-/// Accumulates the gradient of a leaf into its .grad.
+/// Accumulates the gradient of a leaf into its .grad (one per leaf: NOTE [Autograd and threads]).
 class AccumulateGrad : public Node {
  public:
   explicit AccumulateGrad(const std::shared_ptr<TensorImpl>& leaf);
@@ -79,8 +97,11 @@ class AccumulateGrad : public Node {
 };
 
 /// The edge a gradient for tensor t should flow along: its grad_fn, or its leaf's accumulator
-/// (created on first use). Invalid if t does not require grad.
+/// (created on first use, once for all threads). Invalid if t does not require grad.
 Edge gradient_edge(const Tensor& t);
+
+/// The mutex guarding t's grad and grad_accumulator (NOTE [Autograd and threads]).
+std::mutex& autograd_mutex(const TensorImpl* t);
 
 /// Makes `outputs` the outputs of node (sets grad_fn and output_nr, fills output_meta).
 void set_history(const std::vector<Tensor>& outputs, const std::shared_ptr<Node>& node);

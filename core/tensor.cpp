@@ -1,6 +1,7 @@
 #include "core/tensor.h"
 
 #include <cmath>
+#include <mutex>
 #include <ostream>
 
 #include "autograd/engine.h"
@@ -195,19 +196,23 @@ Tensor& Tensor::requires_grad_(bool on) {
 bool Tensor::is_leaf() const { return checked(*this).grad_fn == nullptr; }
 
 Tensor Tensor::grad() const {
-  const auto& g = checked(*this).grad;
-  return g ? Tensor(g) : Tensor();
+  const TensorImpl& i = checked(*this);
+  std::lock_guard<std::mutex> lock(autograd_mutex(&i));
+  return i.grad ? Tensor(i.grad) : Tensor();
 }
 
 void Tensor::set_grad(const Tensor& g) const {
+  checked(*this);
   if (g.defined())
     MINIDL_CHECK(g.shape() == shape(), ShapeError,
                  "[set_grad] gradient of shape {} for a tensor of shape {}", shape_str(g.shape()),
                  shape_str(shape()));
-  impl()->grad = g.impl_ptr();
+  std::shared_ptr<TensorImpl> old = g.impl_ptr();  // the replaced grad is freed after unlocking
+  std::lock_guard<std::mutex> lock(autograd_mutex(impl()));
+  impl()->grad.swap(old);
 }
 
-void Tensor::zero_grad() const { checked(*this), impl()->grad.reset(); }
+void Tensor::zero_grad() const { set_grad(Tensor()); }
 
 void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_graph) const {
   run_backward({*this}, {gradient}, retain_graph, create_graph);
