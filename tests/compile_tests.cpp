@@ -226,6 +226,24 @@ TEST_CASE("row ops join the pointwise ops around them; matmuls stay separate") {
   CHECK(h.graph().count("fusion_group") == 0);
 }
 
+TEST_CASE("fusion never merges groups into a cycle through a group merged earlier") {
+  // p = exp(a) feeds a matmul that feeds group H; u is in group G, which then merges with H.
+  // z = p + u may not join p's group: p -> matmul -> H = G -> u -> z would be a cycle.
+  auto fn = [](const std::vector<Tensor>& x) -> std::vector<Tensor> {
+    Tensor p = exp(x[0]);
+    Tensor h = exp(matmul(p, x[2]));
+    Tensor g = exp(x[1]);
+    Tensor u = -g;
+    return {g + h, p + u};
+  };
+  CompiledFunction f = compile(fn, {.name = "merge_cycle", .check_graphs = true});
+  manual_seed(8);
+  const std::vector<Tensor> x = {randn({4, 4}), randn({4, 4}), randn({4, 4})};
+  const std::vector<Tensor> got = f(x), want = fn(x);
+  for (size_t i = 0; i < 2; ++i) CHECK(rel_error(got[i], want[i]) <= 1e-6);
+  CHECK(f.graph().count("fusion_group") >= 1);
+}
+
 TEST_CASE("the plan cache hits on a known signature and traces a new one") {
   int traced = 0;
   CompiledFunction f = compile(

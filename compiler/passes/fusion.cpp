@@ -70,29 +70,35 @@ void fuse(Graph& g) {
     while (parent[k] != k) k = parent[k] = parent[parent[k]];
     return k;
   };
-  // The groups each value depends on (ids, to be passed through find()).
-  std::vector<std::set<int>> upstream(g.values.size());
-  auto depends_on = [&](ValueId u, const std::set<int>& gs) {
-    for (int k : upstream[u])
-      if (gs.count(find(k))) return true;
-    return false;
-  };
-  // Whether nodes (the members of gs, plus `extra`) can be one group: none of their inputs from
-  // outside may depend on gs, else a group would feed a node outside it that feeds it back.
+  // The groups each value depends on (ids, to be passed through find()), and per group the
+  // groups its members' inputs depend on. A value depends on a group through the groups in
+  // between too, and merging groups adds such paths: depending on one member of a merged group
+  // is depending on every group upstream of any member. So a dependency is a walk over both.
+  std::vector<std::set<int>> upstream(g.values.size()), group_upstream;
+  // Whether the members of gs plus `extra` can be one group: no input from outside may depend
+  // on gs, else a group would feed a node outside it that feeds it back.
   auto acyclic = [&](const std::set<int>& gs, const GraphNode& extra) {
-    auto outside_inputs_ok = [&](const GraphNode& m) {
+    std::vector<int> todo;
+    auto outside_inputs = [&](const GraphNode& m) {
       for (ValueId u : m.inputs) {
         const int32_t p = idx.producer[u];
-        if ((p < 0 || group[p] < 0 || !gs.count(find(group[p]))) && depends_on(u, gs)) return false;
+        if (p < 0 || group[p] < 0 || !gs.count(find(group[p])))
+          todo.insert(todo.end(), upstream[u].begin(), upstream[u].end());
       }
-      return true;
     };
     for (int k : gs)
-      for (size_t m : members[k])
-        if (!outside_inputs_ok(g.nodes[m])) return false;
-    return outside_inputs_ok(extra);
+      for (size_t m : members[k]) outside_inputs(g.nodes[m]);
+    outside_inputs(extra);
+    std::set<int> seen;
+    while (!todo.empty()) {
+      const int k = find(todo.back());
+      todo.pop_back();
+      if (gs.count(k)) return false;
+      if (seen.insert(k).second)
+        todo.insert(todo.end(), group_upstream[k].begin(), group_upstream[k].end());
+    }
+    return true;
   };
-
   for (size_t i = 0; i < n; ++i) {
     const GraphNode& node = g.nodes[i];
     if (is_elementwise(node) || is_row_op(g, node)) {
@@ -113,6 +119,7 @@ void fuse(Graph& g) {
         parent.push_back(k);
         shape_of.push_back(shape);
         members.emplace_back();
+        group_upstream.emplace_back();
       } else {
         k = *joined.begin();
         for (int other : joined) {
@@ -120,10 +127,13 @@ void fuse(Graph& g) {
           parent[other] = k;
           members[k].insert(members[k].end(), members[other].begin(), members[other].end());
           members[other].clear();
+          group_upstream[k].insert(group_upstream[other].begin(), group_upstream[other].end());
         }
       }
       group[i] = k;
       members[k].push_back(i);
+      for (ValueId v : node.inputs)
+        group_upstream[k].insert(upstream[v].begin(), upstream[v].end());
     }
     std::set<int> up;
     for (ValueId v : node.inputs) up.insert(upstream[v].begin(), upstream[v].end());
