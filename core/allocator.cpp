@@ -121,7 +121,13 @@ int64_t parse_bytes(const std::string& s) {
   else if (unit == "t" || unit == "tb" || unit == "tib") mult = 1024.0 * 1024 * 1024 * 1024;
   if (mult == 0 || v < 0 || !std::isfinite(v))
     throw ValueError(fmt::format("[memory] cannot parse '{}' as a size (e.g. 6GiB, 512MB)", s));
-  return static_cast<int64_t>(v * mult);
+  const double bytes = v * mult;
+  // 2^63 is a double exactly; the cast below is defined only under it.
+  if (!(bytes < 0x1p63))
+    throw ValueError(fmt::format("[memory] size '{}' is {:g} bytes, more than 2^63 - 1", s, bytes));
+  if (bytes > 0 && bytes < 1)
+    throw ValueError(fmt::format("[memory] size '{}' is less than one byte (0 means no limit)", s));
+  return static_cast<int64_t>(bytes);
 }
 
 std::string format_bytes(int64_t b) {

@@ -1,12 +1,19 @@
 #include "core/shape.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace minidl {
 
-int64_t numel(const Shape& s) {
-  int64_t n = 1;
-  for (int64_t d : s) n *= d;
+int64_t numel(const Shape& s, const char* op) {
+  int64_t n = 1, extent = 1;  // extent: the product without zeros, which bounds n and the strides
+  for (int64_t d : s) {
+    MINIDL_CHECK(d >= 0, ShapeError, "[{}] negative dimension in shape {}", op, shape_str(s));
+    MINIDL_CHECK(!__builtin_mul_overflow(extent, std::max<int64_t>(d, 1), &extent), ShapeError,
+                 "[{}] shape {} is too large: its sizes multiply past 2^63 - 1", op, shape_str(s));
+    n *= d;
+  }
   return n;
 }
 

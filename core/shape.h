@@ -10,7 +10,9 @@ namespace minidl {
 using Shape = std::vector<int64_t>;
 using Strides = std::vector<int64_t>;
 
-int64_t numel(const Shape& s);
+/// The element count. Throws ShapeError naming op and shape when a size is negative or the
+/// sizes (zeros counted as 1, so every stride fits too) multiply past int64.
+int64_t numel(const Shape& s, const char* op = "numel");
 /// Row-major strides, in elements.
 Strides contiguous_strides(const Shape& s);
 /// "(2, 3, 4)"; "()" for a scalar.

@@ -235,15 +235,16 @@ Tensor Tensor::detach() const {
 // ---- creation helpers
 
 Tensor empty(const Shape& shape, DType dtype, Device device, const char* op) {
-  for (int64_t d : shape)
-    MINIDL_CHECK(d >= 0, ShapeError, "[{}] negative dimension in shape {}", op, shape_str(shape));
+  const int64_t n = minidl::numel(shape, op);
+  MINIDL_CHECK(n <= INT64_MAX / static_cast<int64_t>(itemsize(dtype)), ShapeError,
+               "[{}] a {} tensor of shape {} is too large: its size in bytes passes 2^63 - 1", op,
+               dtype_name(dtype), shape_str(shape));
   auto i = std::make_shared<TensorImpl>();
   i->sizes = shape;
   i->strides = contiguous_strides(shape);
   i->dtype = dtype;
   i->device = device;
-  i->storage = std::make_shared<Storage>(static_cast<size_t>(minidl::numel(shape)) * itemsize(dtype),
-                                         device, op);
+  i->storage = std::make_shared<Storage>(static_cast<size_t>(n) * itemsize(dtype), device, op);
   return Tensor(i);
 }
 

@@ -184,6 +184,32 @@ TEST_CASE("errors: tensor access and factories") {
   CHECK_ERROR(ValueError, "copy_", leaf.copy_(f32({2})), "NoGradGuard");
 }
 
+TEST_CASE("errors: sizes past int64") {
+  constexpr int64_t big = (int64_t{1} << 62) + 1, two32 = int64_t{1} << 32;
+  // Element counts that wrap around: 4 * (2^62 + 1) = 2^64 + 4, 2^32 * 2^32 = 2^64.
+  CHECK_ERROR(ShapeError, "full", zeros({big, 4}), "(4611686018427387905, 4)", "2^63 - 1");
+  CHECK_ERROR(ShapeError, "full", zeros({two32, two32}), "(4294967296, 4294967296)", "too large");
+  CHECK_ERROR(ShapeError, "full", zeros({0, two32, two32}), "too large");  // the strides would wrap
+  // The count fits but the bytes do not: 2^62 float32 elements are 2^64 bytes.
+  CHECK_ERROR(ShapeError, "full", zeros({int64_t{1} << 62}), "float32", "(4611686018427387904,)",
+              "bytes");
+  CHECK_ERROR(ShapeError, "expand", ones({1}).expand({big, 4}).sum(), "(4611686018427387905, 4)",
+              "too large");
+  CHECK_ERROR(ShapeError, "reshape", f32({4}).reshape({-1, big, 4}), "(1, 4611686018427387905, 4)");
+  CHECK_ERROR(ShapeError, "reshape", f32({0}).reshape({-1, two32, two32}), "too large");
+  CHECK_ERROR(ShapeError, "view", f32({4}).view({-1, big, 4}), "too large");
+  CHECK_ERROR(ShapeError, "arange", arange(0, 1e30), "1e+30 elements", "2^63 - 1");
+  CHECK_ERROR(ShapeError, "arange", arange(0, 9.3e18), "9.3e+18 elements", "2^63 - 1");
+  CHECK_ERROR(ShapeError, "arange", arange(0, 1, 1e-30), "step=1e-30", "2^63 - 1");
+  CHECK_ERROR(ShapeError, "arange", arange(-1e308, 1e308), "inf elements");
+  CHECK_ERROR(ValueError, "memory", parse_bytes("1e30"), "'1e30'", "2^63 - 1");
+  CHECK_ERROR(ValueError, "memory", parse_bytes("8388608T"), "'8388608T'", "2^63 - 1");
+  CHECK_ERROR(ValueError, "memory", parse_bytes("0.5"), "'0.5'", "less than one byte");
+  // A step past the slice's length (end - start + step - 1 would wrap).
+  CHECK(f32({3, 4}).slice(0, 0, 3, INT64_MAX).shape() == Shape{1, 4});
+  CHECK(f32({3, 4}).slice(1, 1, 4, INT64_MAX - 1).shape() == Shape{3, 1});
+}
+
 TEST_CASE("errors: devices") {
   if (!cuda::is_available()) {
     // Without a GPU, asking for one says why.

@@ -58,7 +58,12 @@ Tensor scalar_tensor(double v, Options o) { return full({}, v, o); }
 Tensor arange(double start, double end, double step, Options o) {
   MINIDL_CHECK(step != 0 && std::isfinite(start) && std::isfinite(end), ValueError,
                "[arange] invalid range start={} end={} step={}", start, end, step);
-  const int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((end - start) / step)));
+  const double count = std::max(0.0, std::ceil((end - start) / step));
+  // 2^63 is a double exactly; the cast below is defined only under it.
+  MINIDL_CHECK(count < 0x1p63, ShapeError,
+               "[arange] start={} end={} step={} gives {:g} elements, more than 2^63 - 1", start, end,
+               step, count);
+  const auto n = static_cast<int64_t>(count);
   Tensor t = empty({n}, kFloat64, kCPU, "arange");
   double* p = t.data<double>();
   for (int64_t i = 0; i < n; ++i) p[i] = start + static_cast<double>(i) * step;
@@ -96,7 +101,7 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, Options o, Generat
 template <class T>
 Tensor from_vector(const std::vector<T>& values, const Shape& shape, Options o) {
   Shape s = shape.empty() ? Shape{static_cast<int64_t>(values.size())} : shape;
-  MINIDL_CHECK(numel(s) == static_cast<int64_t>(values.size()), ShapeError,
+  MINIDL_CHECK(numel(s, "from_vector") == static_cast<int64_t>(values.size()), ShapeError,
                "[from_vector] {} values do not fill shape {}", values.size(), shape_str(s));
   Tensor t = empty(s, o.dtype, kCPU, "from_vector");
   MINIDL_DISPATCH_ALL(o.dtype, "from_vector", [&] {

@@ -48,16 +48,17 @@ std::optional<Strides> view_strides(const Shape& old_shape, const Strides& old_s
 // Replaces a -1 in s by the size that keeps numel, checking the element count.
 Shape infer_size(const Shape& s, int64_t n, const char* op, const Shape& from) {
   Shape out = s;
-  int64_t known = 1, neg = -1;
+  int64_t neg = -1;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == -1) {
       MINIDL_CHECK(neg < 0, ShapeError, "[{}] only one dim can be -1, got {}", op, shape_str(s));
       neg = static_cast<int64_t>(i);
+      out[i] = 1;
     } else {
       MINIDL_CHECK(s[i] >= 0, ShapeError, "[{}] invalid size in {}", op, shape_str(s));
-      known *= s[i];
     }
   }
+  const int64_t known = numel(out, op);  // the sizes given, checked for overflow
   if (neg >= 0) {
     MINIDL_CHECK(known != 0 && n % known == 0, ShapeError,
                  "[{}] shape {} is invalid for a tensor of shape {} ({} elements)", op,
@@ -72,6 +73,11 @@ Shape infer_size(const Shape& s, int64_t n, const char* op, const Shape& from) {
 
 std::string dims_str(const std::vector<int64_t>& v) { return shape_str(v); }
 
+// Elements of [start:end:step] for 0 <= start <= end (no overflow for any step > 0).
+int64_t slice_size(int64_t start, int64_t end, int64_t step) {
+  return end > start ? (end - start - 1) / step + 1 : 0;
+}
+
 }  // namespace
 
 // ============================================================================ Reshape
@@ -79,7 +85,7 @@ std::string dims_str(const std::vector<int64_t>& v) { return shape_str(v); }
 std::string Reshape::attrs() const { return "shape=" + shape_str(shape_); }
 
 std::vector<TensorMeta> Reshape::infer(const std::vector<TensorMeta>& in) const {
-  MINIDL_CHECK(numel(in[0].shape) == numel(shape_), ShapeError,
+  MINIDL_CHECK(numel(in[0].shape) == numel(shape_, "reshape"), ShapeError,
                "[reshape] shape {} is invalid for a tensor of shape {}", shape_str(shape_),
                shape_str(in[0].shape));
   return {{shape_, in[0].dtype, in[0].device}};
@@ -201,7 +207,7 @@ std::vector<TensorMeta> Slice::infer(const std::vector<TensorMeta>& in) const {
                    start_ <= end_ && end_ <= s[dim_],
                ShapeError, "[slice] invalid slice dim={} [{}:{}:{}] of shape {}", dim_, start_, end_,
                step_, shape_str(s));
-  s[dim_] = (end_ - start_ + step_ - 1) / step_;
+  s[dim_] = slice_size(start_, end_, step_);
   return {{s, in[0].dtype, in[0].device}};
 }
 
@@ -209,9 +215,9 @@ namespace {
 Tensor slice_eval(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step) {
   Shape s = x.shape();
   Strides st = x.strides();
-  s[dim] = (end - start + step - 1) / step;
+  s[dim] = slice_size(start, end, step);
   const int64_t off = x.offset() + start * st[dim];
-  st[dim] *= step;
+  if (s[dim] > 1) st[dim] *= step;  // below the storage's extent; a size-1 dim keeps any stride
   return make_view(x, s, st, off);
 }
 }  // namespace
@@ -291,6 +297,7 @@ std::vector<TensorMeta> Expand::infer(const std::vector<TensorMeta>& in) const {
     MINIDL_CHECK(s[i] == shape_[lead + i] || s[i] == 1, ShapeError,
                  "[expand] cannot expand {} to {} (dim {}: {} vs {})", shape_str(s),
                  shape_str(shape_), lead + i, s[i], shape_[lead + i]);
+  (void)numel(shape_, "expand");  // no size below 0, no element count past int64
   return {{shape_, in[0].dtype, in[0].device}};
 }
 
