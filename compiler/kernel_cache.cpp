@@ -1,20 +1,14 @@
 #include "compiler/kernel_cache.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cerrno>
+#include <cctype>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <thread>
 
 #include "compiler/codegen/kernel.h"
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/log.h"
 
 namespace minidl {
@@ -82,40 +76,6 @@ std::string entry_problem(const std::string& data, const std::string& key, size_
   if (data.size() - pos != len) return fmt::format("payload is {} bytes, header says {}", data.size() - pos, len);
   if (fnv1a(data.data() + pos, len) != sum) return "checksum mismatch";
   *payload = pos;
-  return "";
-}
-
-// A unique temp name beside `path`: pid, thread and a counter keep concurrent writers apart.
-std::string temp_name(const std::string& path) {
-  static std::atomic<uint64_t> counter{0};
-  return fmt::format("{}.tmp.{}.{:x}.{}", path, ::getpid(),
-                     std::hash<std::thread::id>{}(std::this_thread::get_id()) & 0xffffff, counter++);
-}
-
-// Writes data to path through a temp file in the same directory: write, flush, fsync, close,
-// rename. Returns an error description, or "" on success.
-std::string write_atomically(const std::string& path, const std::string& data) {
-  const std::string tmp = temp_name(path);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
-  if (fd < 0) return fmt::format("cannot create {}: {}", tmp, std::strerror(errno));
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      std::string err = fmt::format("cannot write {}: {}", tmp, std::strerror(errno));
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return err;
-    }
-    done += static_cast<size_t>(n);
-  }
-  ::fsync(fd);
-  if (::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string err = fmt::format("cannot move {} to {}: {}", tmp, path, std::strerror(errno));
-    ::unlink(tmp.c_str());
-    return err;
-  }
   return "";
 }
 
@@ -198,11 +158,16 @@ std::shared_ptr<const std::string> KernelCache::get(const KernelRequest& r, cons
 }
 
 std::shared_ptr<const std::string> KernelCache::read_entry(const std::string& path, const std::string& key) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return nullptr;  // not cached yet
-  std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return nullptr;  // not cached yet
+  std::string data, why;
   size_t payload = 0;
-  const std::string why = entry_problem(data, key, &payload);
+  try {
+    data = read_file(path, "kernel cache");
+    why = entry_problem(data, key, &payload);
+  } catch (const ValueError& e) {  // a directory, say
+    why = e.what();
+  }
   if (why.empty()) return std::make_shared<const std::string>(data.substr(payload));
   log("compiler").warn("[kernel cache] ignoring {} ({}); recompiling and replacing it", path, why);
   std::lock_guard<std::mutex> lock(mu_);
@@ -227,9 +192,12 @@ void KernelCache::write_entry(const std::string& path, const std::string& key, c
   entry += binary;
   // The source first: a reader that finds the binary finds its source too.
   const std::string cu = path.substr(0, path.size() - std::string(".cubin").size()) + ".cu";
-  std::string err = write_atomically(cu, source);
-  if (err.empty()) err = write_atomically(path, entry);
-  if (!err.empty()) return disk_unwritable(err);
+  try {
+    write_file_atomically(cu, source, "kernel cache");
+    write_file_atomically(path, entry, "kernel cache");
+  } catch (const ValueError& e) {
+    return disk_unwritable(e.what());
+  }
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.disk_writes;
 }

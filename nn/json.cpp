@@ -1,6 +1,8 @@
 #include "nn/json.h"
 
+#include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "core/error.h"
 
@@ -106,15 +108,17 @@ class Parser {
     JsonValue v;
     if (c == '{') {
       v.kind = JsonValue::Kind::Object;
-      ++pos_;
+      const size_t start = pos_++;
       if (peek() == '}') return ++pos_, v;
       while (true) {
         if (peek() != '"') fail("expected a string key");
         std::string key = string();
-        if (v.find(key)) fail(fmt::format("duplicate key {}", json_quote(key, what_)));
         expect(':', "after an object key");
-        v.object.emplace_back(std::move(key), value(depth + 1));
-        if (peek() == '}') return ++pos_, v;
+        v.object.push_back({std::move(key), value(depth + 1)});
+        if (peek() == '}') {
+          check_unique_keys(v.object, start);
+          return ++pos_, v;
+        }
         expect(',', "or '}' in an object");
       }
     }
@@ -141,6 +145,27 @@ class Parser {
     fail(fmt::format("unexpected character '{}' (only objects, arrays, strings and integers are "
                      "accepted)",
                      c >= 0x20 && c < 0x7F ? std::string(1, c) : fmt::format("\\x{:02x}", static_cast<unsigned char>(c))));
+  }
+
+  // Sorts the keys of large objects (a safetensors header has one per tensor), so the check is
+  // O(n log n), not O(n^2); small ones are compared pairwise, without allocating.
+  void check_unique_keys(const std::vector<JsonMember>& members, size_t start) {
+    const std::string* dup = nullptr;
+    if (members.size() <= 16) {
+      for (size_t i = 0; i < members.size() && !dup; ++i)
+        for (size_t j = 0; j < i && !dup; ++j)
+          if (members[i].key == members[j].key) dup = &members[i].key;
+    } else {
+      std::vector<const std::string*> keys;
+      keys.reserve(members.size());
+      for (const JsonMember& m : members) keys.push_back(&m.key);
+      std::sort(keys.begin(), keys.end(), [](const std::string* a, const std::string* b) { return *a < *b; });
+      for (size_t i = 1; i < keys.size() && !dup; ++i)
+        if (*keys[i] == *keys[i - 1]) dup = keys[i];
+    }
+    if (!dup) return;
+    pos_ = start;
+    fail(fmt::format("duplicate key {} in the object starting here", json_quote(*dup, what_)));
   }
 
   int64_t integer() {

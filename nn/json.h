@@ -7,10 +7,11 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 namespace minidl::nn {
+
+struct JsonMember;
 
 /// One JSON value of the supported subset.
 struct JsonValue {
@@ -19,12 +20,18 @@ struct JsonValue {
   int64_t integer = 0;
   std::string string;
   std::vector<JsonValue> array;
-  std::vector<std::pair<std::string, JsonValue>> object;  // keys unique, in file order
+  std::vector<JsonMember> object;  // keys unique, in file order
 
   /// The member named key, or nullptr.
   const JsonValue* find(std::string_view key) const;
   /// "integer", "string", "array", "object": for error messages.
   const char* kind_name() const;
+};
+
+/// One member of a JSON object.
+struct JsonMember {
+  std::string key;
+  JsonValue value;
 };
 
 /// Parses `text` as one JSON value of the subset. Errors are ValueErrors starting with

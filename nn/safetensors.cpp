@@ -3,13 +3,11 @@
 
 #include <algorithm>
 #include <bit>
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <vector>
 
 #include "autograd/grad_mode.h"
+#include "core/file_io.h"
 #include "nn/json.h"
 
 namespace minidl::nn {
@@ -249,29 +247,11 @@ SafeTensors deserialize_safetensors(std::string_view bytes, const std::string& s
 
 void save_safetensors(const std::string& path, const TensorMap& tensors,
                       const std::map<std::string, std::string>& metadata) {
-  const std::string bytes = serialize_safetensors(tensors, metadata);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    MINIDL_CHECK(f.good(), ValueError, "[safetensors] cannot open '{}' for writing: {}", tmp,
-                 std::strerror(errno));
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    f.flush();
-    MINIDL_CHECK(f.good(), ValueError, "[safetensors] writing '{}' failed: {}", tmp, std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    throw ValueError(fmt::format("[safetensors] cannot rename '{}' to '{}': {}", tmp, path, why));
-  }
+  write_file_atomically(path, serialize_safetensors(tensors, metadata), "safetensors");
 }
 
 SafeTensors load_safetensors(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  MINIDL_CHECK(f.good(), ValueError, "[safetensors] cannot open '{}': {}", path, std::strerror(errno));
-  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  MINIDL_CHECK(!f.bad(), ValueError, "[safetensors] reading '{}' failed: {}", path, std::strerror(errno));
-  return deserialize_safetensors(bytes, "'" + path + "'");
+  return deserialize_safetensors(read_file(path, "safetensors"), "'" + path + "'");
 }
 
 }  // namespace minidl::nn

@@ -37,10 +37,11 @@ std::string serialize_safetensors(const TensorMap& tensors,
 /// Parses a whole file's bytes. `source` names it in error messages.
 SafeTensors deserialize_safetensors(std::string_view bytes, const std::string& source = "<bytes>");
 
-/// Writes serialize_safetensors(...) to path (via a temporary file, then a rename).
+/// Writes serialize_safetensors(...) to path atomically (write_file_atomically: concurrent saves
+/// to one path leave one complete file). I/O failures are ValueErrors naming the path.
 void save_safetensors(const std::string& path, const TensorMap& tensors,
                       const std::map<std::string, std::string>& metadata = {});
-/// Reads and parses the file at path.
+/// Reads and parses the file at path; every failure is a ValueError naming the path.
 SafeTensors load_safetensors(const std::string& path);
 
 /// safetensors' name for a dtype ("F32", "BF16", "I64", "BOOL", ...).

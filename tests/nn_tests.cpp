@@ -4,13 +4,17 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <numbers>
 #include <random>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "core/minidl.h"
 #include "nn/json.h"
@@ -86,7 +90,7 @@ TEST_CASE("json: parses the subset") {
       R"( {"a": [1, -2, 0], "b": {"c": "x\"y\\z\n\u00e9\ud83d\ude00"}, "e": [], "f": {}} )");
   REQUIRE(v.kind == nn::JsonValue::Kind::Object);
   REQUIRE(v.object.size() == 4);
-  CHECK(v.object[0].first == "a");  // file order is kept
+  CHECK(v.object[0].key == "a");  // file order is kept
   const nn::JsonValue* a = v.find("a");
   REQUIRE(a);
   REQUIRE(a->array.size() == 3);
@@ -277,9 +281,77 @@ TEST_CASE("safetensors: malformed files raise clear errors") {
     check_value_error([&] { nn::deserialize_safetensors(bytes, "'x.safetensors'"); }, "[safetensors]");
   }
   check_value_error([] { nn::load_safetensors("/nonexistent/dir/m.safetensors"); }, "cannot open");
-  check_value_error([] { nn::save_safetensors("/nonexistent/dir/m.safetensors", {}); }, "cannot open");
+  check_value_error([] { nn::save_safetensors("/nonexistent/dir/m.safetensors", {}); },
+                    "cannot write '/nonexistent/dir/m.safetensors'");
   check_value_error([] { nn::serialize_safetensors({{"__metadata__", ones({1})}}); }, "invalid tensor name");
   check_value_error([] { nn::serialize_safetensors({{"bad\xff", ones({1})}}); }, "invalid UTF-8");
+}
+
+TEST_CASE("safetensors: every I/O failure is a ValueError naming the path") {
+  TempPath dir("a_directory");
+  std::filesystem::create_directory(dir.path);
+  check_value_error([&] { nn::load_safetensors(dir.path); }, "[safetensors] cannot read '" + dir.path + "'");
+  check_value_error([&] { nn::load_safetensors(dir.path); }, "Is a directory");
+  check_value_error([&] { nn::save_safetensors(dir.path, {{"w", ones({2})}}); },
+                    "[safetensors] cannot write '" + dir.path + "'");
+  check_value_error([] { nn::load_safetensors("/nonexistent/dir/m.safetensors"); },
+                    "cannot open '/nonexistent/dir/m.safetensors'");
+  nn::Linear m(2, 3);
+  check_value_error([&] { m.load(dir.path); }, "'" + dir.path + "'");
+  // Nothing is left beside the path after a failed save.
+  for (const auto& f : std::filesystem::directory_iterator(std::filesystem::path(dir.path).parent_path()))
+    CHECK(f.path().string().rfind(dir.path + ".tmp", 0) == std::string::npos);
+}
+
+TEST_CASE("safetensors: concurrent saves to one path leave one complete file") {
+  TempPath file("concurrent.safetensors");
+  constexpr int kWriters = 8;
+  std::vector<nn::TensorMap> writes(kWriters);
+  for (int i = 0; i < kWriters; ++i)  // files of different lengths, so a mix cannot parse
+    writes[i] = {{"w", full({64, 64}, i)}, {"b", full({i + 1}, i, {.dtype = kInt64})}};
+  for (int round = 0; round < 10; ++round) {
+    std::mutex mu;
+    std::vector<std::string> errors;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kWriters; ++i)
+      threads.emplace_back([&, i] {
+        try {
+          nn::save_safetensors(file.path, writes[i]);
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> lock(mu);
+          errors.push_back(e.what());
+        }
+      });
+    for (auto& t : threads) t.join();
+    CHECK_MESSAGE(errors.empty(), (errors.empty() ? std::string() : errors.front()));
+    const nn::SafeTensors out = nn::load_safetensors(file.path);
+    REQUIRE(out.tensors.size() == 2);
+    const auto i = static_cast<int>(out.tensors.at("b").to_vector<int64_t>().at(0));
+    REQUIRE(i >= 0);
+    REQUIRE(i < kWriters);
+    CHECK(out.tensors.at("b").to_vector<int64_t>() == writes[i].at("b").to_vector<int64_t>());
+    CHECK(out.tensors.at("w").to_vector<float>() == writes[i].at("w").to_vector<float>());
+  }
+  for (const auto& f : std::filesystem::directory_iterator(std::filesystem::path(file.path).parent_path()))
+    CHECK(f.path().string().rfind(file.path + ".tmp", 0) == std::string::npos);
+}
+
+TEST_CASE("safetensors: a header of 64k tensors parses in linear time") {
+  constexpr int kTensors = 1 << 16;
+  std::string header = "{";
+  for (int i = 0; i < kTensors; ++i)
+    header += fmt::format(R"({}"t{}":{{"dtype":"F32","shape":[1],"data_offsets":[{},{}]}})", i ? "," : "",
+                          i, 4 * i, 4 * i + 4);
+  header += "}";
+  const std::string bytes = st_file(header, std::string(4 * kTensors, '\0'));
+  const auto t0 = std::chrono::steady_clock::now();
+  const nn::SafeTensors out = nn::deserialize_safetensors(bytes);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(out.tensors.size() == kTensors);
+  CHECK_MESSAGE(s < 2.0, "64k tensors took ", s, " s (was 7 s with a quadratic duplicate-key scan)");
+  // Duplicates are still found, wherever they are.
+  check_value_error([&] { nn::deserialize_safetensors(st_file(header.substr(0, header.size() - 1) + R"(,"t0":{}})", "")); },
+                    "duplicate key \"t0\"");
 }
 
 TEST_CASE("safetensors: corrupted and truncated files never crash") {
