@@ -24,6 +24,7 @@
 #include "compiler/codegen/attention.h"
 #include "compiler/codegen/device/kernel_params.h"
 #include "compiler/jit.h"
+#include "core/env.h"
 #include "core/ops.h"
 #include "runtime/cuda.h"
 #include "runtime/cuda_check.h"
@@ -37,10 +38,7 @@ constexpr const char* kOp = "fused_attention";
 // The math the kernels use: MINIDL_ATTENTION_MATH=ffma|tf32 forces one; by default the tensor
 // cores (3xTF32 for float32) where they support the head dim, FFMA beyond.
 codegen::AttentionMath math_for(int64_t d) {
-  const char* env = std::getenv("MINIDL_ATTENTION_MATH");
-  const std::string want = env ? env : "";
-  MINIDL_CHECK(want.empty() || want == "ffma" || want == "tf32", ValueError,
-               "[{}] MINIDL_ATTENTION_MATH must be ffma or tf32, got '{}'", kOp, want);
+  const std::string want = env_choice("MINIDL_ATTENTION_MATH", {"ffma", "tf32"}).value_or("");
   if (want == "ffma" || d > codegen::max_head_dim(codegen::AttentionMath::Tf32)) return codegen::AttentionMath::Ffma;
   return codegen::AttentionMath::Tf32;
 }
@@ -84,8 +82,7 @@ codegen::AttentionSpec spec_for(Kind kind, int64_t head_dim, DType dtype, double
   s.block_n = tiles.block_n;
   s.groups = tiles.groups;
   s.split = tiles.split;
-  const char* async = std::getenv("MINIDL_ATTENTION_ASYNC");  // "0": plain loads, for A/B timing
-  s.async_copy = !(async && std::string(async) == "0");
+  s.async_copy = env_flag("MINIDL_ATTENTION_ASYNC", true);  // off: plain loads, for A/B timing
   s.head_dim = static_cast<int>(head_dim);
   s.dtype = dtype;
   s.causal = causal;

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "compiler/kernel_cache.h"
+#include "core/env.h"
 #include "core/log.h"
 
 #if MINIDL_WITH_CUDA
@@ -79,8 +80,7 @@ std::string dump_failed_source(const std::string& name, const std::string& sourc
 }
 
 bool verbose() {
-  const char* v = std::getenv("MINIDL_JIT_VERBOSE");
-  return v && *v && std::string(v) != "0";
+  return env_flag("MINIDL_JIT_VERBOSE", false);
 }
 
 }  // namespace

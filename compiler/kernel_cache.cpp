@@ -8,6 +8,7 @@
 
 #include "compiler/codegen/kernel.h"
 #include "core/error.h"
+#include "core/env.h"
 #include "core/file_io.h"
 #include "core/log.h"
 
@@ -106,8 +107,7 @@ KernelCache::KernelCache(Config config) : config_(std::move(config)) {}
 
 KernelCache::Config KernelCache::config_from_env() {
   Config c;
-  const char* on = std::getenv("MINIDL_CACHE");
-  c.disk = !(on && std::string(on) == "0");
+  c.disk = env_flag("MINIDL_CACHE", true);
   if (const char* dir = std::getenv("MINIDL_CACHE_DIR"); dir && *dir) {
     c.dir = dir;
   } else if (const char* home = std::getenv("HOME"); home && *home) {

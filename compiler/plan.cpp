@@ -24,7 +24,7 @@ std::filesystem::path dump_dir_for(const std::string& name, const std::string& s
 void write_file(const std::filesystem::path& p, const std::string& text) {
   std::ofstream f(p);
   f << text;
-  if (!f) log("compiler").warn("could not write the dump file {}", p.string());
+  if (!f) log("compiler").warn("MINIDL_DUMP_DIR: cannot write the dump file {}", p.string());
 }
 
 // Keeps each graph as a pass left it: a snapshot, the dump files, and a check when asked for.

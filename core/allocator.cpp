@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "core/config.h"
+#include "core/env.h"
 #include "core/error.h"
 #include "core/log.h"
 #if MINIDL_WITH_CUDA
@@ -28,7 +29,7 @@ namespace {
 class CpuAllocator final : public Allocator {
  public:
   CpuAllocator() {
-    if (const char* env = std::getenv("MINIDL_CPU_MEMORY_LIMIT")) stats_.limit = parse_bytes(env);
+    if (auto limit = env_bytes("MINIDL_CPU_MEMORY_LIMIT")) stats_.limit = *limit;
   }
   void* allocate(size_t nbytes, const char* op) override {
     const size_t rounded = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;

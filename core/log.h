@@ -1,6 +1,6 @@
 // Logging: one named spdlog logger per area ("core", "autograd", "compiler", "runtime",
 // "bench", "nn"), all on stderr, level from MINIDL_LOG_LEVEL (trace, debug, info, warn, error,
-// off; default warn).
+// critical, off, in any case; default warn; any other value warns and gives warn).
 #pragma once
 
 #include <spdlog/spdlog.h>

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/env.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "runtime/cuda.h"
@@ -36,8 +37,7 @@ constexpr size_t kSmallRound = 512;              // ... round to 512 bytes
 constexpr size_t kLargeRound = size_t(2) << 20;  // larger ones to whole 2 MiB pages
 
 bool caching_from_env() {
-  const char* v = std::getenv("MINIDL_CUDA_CACHING");
-  return !(v && std::string(v) == "0");
+  return env_flag("MINIDL_CUDA_CACHING", true);
 }
 
 // A function-local static: allocations made while other files' statics are initialized see the
@@ -55,7 +55,7 @@ struct Block {
 class CachingAllocator final : public Allocator {
  public:
   explicit CachingAllocator(int device) : device_(device) {
-    if (const char* env = std::getenv("MINIDL_CUDA_MEMORY_LIMIT")) stats_.limit = parse_bytes(env);
+    if (auto limit = env_bytes("MINIDL_CUDA_MEMORY_LIMIT")) stats_.limit = *limit;
   }
 
   void* allocate(size_t nbytes, const char* op) override {

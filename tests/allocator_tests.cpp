@@ -124,6 +124,19 @@ TEST_CASE("the CPU limit comes from MINIDL_CPU_MEMORY_LIMIT" * doctest::skip()) 
   CHECK_THROWS_AS(zeros({parse_bytes(env)}), OutOfMemoryError);
 }
 
+// Run by its own CTest entries with MINIDL_CPU_MEMORY_LIMIT=1e30 and 0.5 (tests/CMakeLists.txt).
+TEST_CASE("the CPU allocator rejects a bad memory limit from the environment" * doctest::skip()) {
+  const char* env = std::getenv("MINIDL_CPU_MEMORY_LIMIT");
+  REQUIRE_MESSAGE(env != nullptr, "set MINIDL_CPU_MEMORY_LIMIT to run this test");
+  try {
+    (void)zeros({1});
+    FAIL("no error for MINIDL_CPU_MEMORY_LIMIT=" << env);
+  } catch (const ValueError& e) {
+    const std::string m = e.what();
+    CHECK_MESSAGE(m.rfind(fmt::format("[env] MINIDL_CPU_MEMORY_LIMIT='{}': ", env), 0) == 0, m);
+  }
+}
+
 TEST_CASE("no CUDA allocator without CUDA") {
   if (cuda::is_available()) return;
   CHECK_THROWS_AS(allocator_for(kCUDA), DeviceError);

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <type_traits>
 
+#include "core/env.h"
 #include "test_utils.h"
 
 using namespace minidl;
@@ -230,12 +231,54 @@ TEST_CASE("errors: devices") {
 }
 
 TEST_CASE("logging: one named logger per area, level from MINIDL_LOG_LEVEL") {
-  // tests/CMakeLists.txt also runs this with MINIDL_LOG_LEVEL=debug.
+  // tests/CMakeLists.txt also runs this with MINIDL_LOG_LEVEL set to debug, DEBUG, WARN, banana
+  // and "", and MINIDL_TEST_LOG_LEVEL to the level each must give; it checks the output too.
   spdlog::logger& l = log("tests");
   CHECK(l.name() == "minidl.tests");
   CHECK(&log("tests") == &l);
   const char* env = std::getenv("MINIDL_LOG_LEVEL");
-  CHECK(l.level() == (env ? spdlog::level::from_str(env) : spdlog::level::warn));
+  const char* expected = std::getenv("MINIDL_TEST_LOG_LEVEL");
+  CHECK(l.level() == spdlog::level::from_str(expected ? expected : env ? env : "warn"));
+  if (expected) l.warn("a warning after the level was read");
+}
+
+TEST_CASE("errors: environment variables that do not parse name the variable") {
+  struct Env {  // sets a variable of the test's own for the scope
+    const char* name;
+    Env(const char* n, const char* v) : name(n) { ::setenv(n, v, 1); }
+    ~Env() { ::unsetenv(name); }
+  };
+  CHECK(!env_choice("MINIDL_TEST_ENV_VAR", {"ffma", "tf32"}));
+  CHECK(env_flag("MINIDL_TEST_ENV_VAR", true));
+  CHECK(!env_bytes("MINIDL_TEST_ENV_VAR"));
+  {
+    Env e("MINIDL_TEST_ENV_VAR", "TF32");
+    CHECK(env_choice("MINIDL_TEST_ENV_VAR", {"ffma", "tf32"}) == "tf32");
+  }
+  for (const char* bad : {"banana", ""}) {
+    Env e("MINIDL_TEST_ENV_VAR", bad);
+    CHECK_ERROR(ValueError, "env", env_choice("MINIDL_TEST_ENV_VAR", {"ffma", "tf32"}),
+                fmt::format("MINIDL_TEST_ENV_VAR='{}' is not one of ffma, tf32", bad));
+    CHECK(env_flag("MINIDL_TEST_ENV_VAR", true));  // warns, keeps the default
+    CHECK(!env_flag("MINIDL_TEST_ENV_VAR", false));
+  }
+  for (const char* on : {"1", "on", "TRUE", "Yes"}) {
+    Env e("MINIDL_TEST_ENV_VAR", on);
+    CHECK(env_flag("MINIDL_TEST_ENV_VAR", false));
+  }
+  for (const char* off : {"0", "OFF", "false", "no"}) {
+    Env e("MINIDL_TEST_ENV_VAR", off);
+    CHECK(!env_flag("MINIDL_TEST_ENV_VAR", true));
+  }
+  {
+    Env e("MINIDL_TEST_ENV_VAR", "2GiB");
+    CHECK(env_bytes("MINIDL_TEST_ENV_VAR") == int64_t{2} << 30);
+  }
+  for (const char* bad : {"1e30", "0.5", "lots", ""}) {
+    Env e("MINIDL_TEST_ENV_VAR", bad);
+    CHECK_ERROR(ValueError, "env", env_bytes("MINIDL_TEST_ENV_VAR"),
+                fmt::format("MINIDL_TEST_ENV_VAR='{}': ", bad));
+  }
 }
 
 TEST_CASE("errors: every error is a minidl::Error and a std::runtime_error") {

@@ -1374,7 +1374,8 @@ SplitTiles parse_split_tiles(const std::string& text) {
     const auto it = std::find_if(std::begin(kSplitNames), std::end(kSplitNames),
                                  [&](const auto& e) { return name == e.second; });
     MINIDL_CHECK(it != std::end(kSplitNames), ValueError,
-                 "[attention codegen] split tiles must be 'none' or names from q, k, v, do, ds joined by '+', got '{}'",
+                 "[attention tiles] MINIDL_ATTENTION_TILES split tiles must be 'none' or names from q, k, "
+                 "v, do, ds joined by '+', got '{}'",
                  text);
     t.*(it->first) = true;
     start = end + 1;
