@@ -349,6 +349,7 @@ class Formatter {
     if (p_.dtype == kBool) return p_.v[i] != 0 ? "True" : "False";
     if (is_integral(p_.dtype)) return fmt::format("{}", p_.ints[i]);
     const double x = p_.v[i];
+    if (std::isnan(x)) return "nan";  // as PyTorch: no sign (fmt would print -nan for 0/0)
     if (sci_) return fmt::format("{:.4e}", x);
     if (int_mode_) return fmt::format("{:.0f}", x) + (std::isfinite(x) ? "." : "");
     return fmt::format("{:.4f}", x);

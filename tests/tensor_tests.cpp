@@ -267,6 +267,12 @@ TEST_CASE("printing like PyTorch") {
   CHECK(f({0, 10}).str() == "tensor([ 0., 10.])");
   CHECK(f({NAN, 1, INFINITY}).str() == "tensor([nan, 1., inf])");
   CHECK(f({-INFINITY, 0.5}).str() == "tensor([  -inf, 0.5000])");
+  // A NaN prints without its sign bit (0/0 gives a negative NaN on x86), in every mode.
+  CHECK(f({-NAN, 1}).str() == "tensor([nan, 1.])");
+  CHECK(f({-NAN, 1.5}).str() == "tensor([   nan, 1.5000])");
+  CHECK(f({-NAN, 1e-5f, 1}).str() == "tensor([       nan, 1.0000e-05, 1.0000e+00])");
+  CHECK(scalar_tensor(-NAN).str() == "tensor(nan)");
+  CHECK((zeros({2}) / zeros({2})).str() == "tensor([nan, nan])");
   CHECK(scalar_tensor(3.5).str() == "tensor(3.5000)");
   CHECK(scalar_tensor(2).str() == "tensor(2.)");
   CHECK(scalar_tensor(7, {.dtype = kInt64}).str() == "tensor(7)");
