@@ -42,9 +42,11 @@ Tensor randn(const Shape& shape, Options o = {}, Generator* gen = nullptr);
 Tensor randint(int64_t low, int64_t high, const Shape& shape, Options o = {.dtype = kInt64},
                Generator* gen = nullptr);
 /// A tensor from values (row-major) with the given shape ({values.size()} if empty; a 0-dim
-/// tensor comes from scalar_tensor).
+/// tensor comes from scalar_tensor). Its dtype is T's (int64_t: int64, double: float64, ...)
+/// unless o is given: Options' own dtype is float32, as for arange.
 template <class T>
-Tensor from_vector(const std::vector<T>& values, const Shape& shape = {}, Options o = {});
+Tensor from_vector(const std::vector<T>& values, const Shape& shape = {},
+                   Options o = {.dtype = dtype_of<T>()});
 
 // ---- pointwise, unary
 Tensor neg(const Tensor& x);

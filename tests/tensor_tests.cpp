@@ -126,6 +126,14 @@ TEST_CASE("from_vector, item and to_vector") {
   CHECK(from_vector<int32_t>({4, 5}, {}, {.dtype = kInt32}).to_vector<int64_t>() ==
         std::vector<int64_t>{4, 5});
   CHECK(from_vector<float>({}, {0, 2}).shape() == Shape{0, 2});
+  // Without Options the dtype is T's.
+  CHECK(from_vector<int64_t>({1, 2}).dtype() == kInt64);
+  CHECK(from_vector<int32_t>({1, 2}).dtype() == kInt32);
+  CHECK(from_vector<double>({0.1}).dtype() == kFloat64);
+  CHECK(from_vector<double>({0.1}).item() == 0.1);  // no float32 rounding on the way
+  CHECK(from_vector<bool>({true}).dtype() == kBool);
+  CHECK(from_vector<float>({1}).dtype() == kFloat32);
+  CHECK(from_vector<int64_t>({int64_t(1) << 60}).to_vector<int64_t>()[0] == int64_t(1) << 60);
 
   CHECK(scalar_tensor(-3.25).item() == -3.25);
   CHECK(from_vector<float>({4}, {1, 1}).item() == 4.0);
