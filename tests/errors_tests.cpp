@@ -97,7 +97,13 @@ TEST_CASE("errors: matmul") {
   CHECK_ERROR(ShapeError, "matmul", matmul(f32({2, 2, 3}), f32({3, 3, 4})), "batch", "(2, 2, 3)",
               "(3, 3, 4)");
   CHECK_ERROR(ShapeError, "matmul", matmul(f32({}), f32({3})), "()", "(3,)");
-  CHECK_ERROR(DTypeError, "matmul", matmul(i64({2, 3}), i64({3, 2})), "int64");
+  CHECK_ERROR(DTypeError, "matmul", matmul(i64({2, 3}), i64({3, 2})), "int64 (2, 3)",
+              "int64 (3, 2)", "after promotion");
+  CHECK_ERROR(DTypeError, "matmul", matmul(ones({2, 3}, {.dtype = kBool}), zeros({3, 2}, {.dtype = kInt32})),
+              "bool (2, 3)", "int32 (3, 2)", "promote to int32");
+  // Mixed dtypes with a floating result are promoted, not refused.
+  CHECK(matmul(i64({2, 3}), f32({3, 2})).dtype() == kFloat32);
+  CHECK(matmul(f32({2, 3}), zeros({3, 2}, {.dtype = kFloat64})).dtype() == kFloat64);
 }
 
 TEST_CASE("errors: views and shapes") {

@@ -21,7 +21,8 @@ std::vector<TensorMeta> Matmul::infer(const std::vector<TensorMeta>& in) const {
                "[matmul] inner dimensions differ: a is {}, b is {}", shape_str(a.shape),
                shape_str(b.shape));
   MINIDL_CHECK(a.dtype == b.dtype && is_floating(a.dtype), DTypeError,
-               "[matmul] expects floating operands of one dtype, got {} and {}",
+               "[matmul] the primitive expects operands of one floating dtype, got {} and {} "
+               "(matmul() promotes them first)",
                dtype_name(a.dtype), dtype_name(b.dtype));
   const Shape ba(a.shape.begin(), a.shape.end() - 2), bb(b.shape.begin(), b.shape.end() - 2);
   for (size_t i = 1; i <= std::min(ba.size(), bb.size()); ++i) {
@@ -94,6 +95,11 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                "[matmul] expects operands of at least 1 dim, got {} and {}", shape_str(a.shape()),
                shape_str(b.shape()));
   DType t = promote_types(a.dtype(), b.dtype());
+  MINIDL_CHECK(is_floating(t), DTypeError,
+               "[matmul] needs a floating dtype after promotion: a is {} {}, b is {} {}, which "
+               "promote to {}; cast an operand to a floating dtype",
+               dtype_name(a.dtype()), shape_str(a.shape()), dtype_name(b.dtype()),
+               shape_str(b.shape()), dtype_name(t));
   Tensor x = a.dtype() == t ? a : a.to(t), y = b.dtype() == t ? b : b.to(t);
   const bool va = x.dim() == 1, vb = y.dim() == 1;
   if (va) x = x.unsqueeze(0);
