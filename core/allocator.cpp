@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <iterator>
 #include <mutex>
 
 #include "core/config.h"
@@ -132,9 +133,13 @@ int64_t parse_bytes(const std::string& s) {
 }
 
 std::string format_bytes(int64_t b) {
-  const double v = static_cast<double>(b);
-  if (std::abs(v) >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GB", v / (1024.0 * 1024 * 1024));
-  return fmt::format("{:.2f} MB", v / (1024.0 * 1024));
+  if (b > -1024 && b < 1024) return fmt::format("{} B", b);
+  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = static_cast<double>(b) / 1024.0;
+  size_t u = 0;
+  // Up a unit while the value would print as 1024.00 or more (1 GiB - 1 byte is "1.00 GiB").
+  while (std::abs(v) >= 1024.0 - 0.005 && u + 1 < std::size(kUnits)) v /= 1024.0, ++u;
+  return fmt::format("{:.2f} {}", v, kUnits[u]);
 }
 
 }  // namespace minidl

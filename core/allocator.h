@@ -54,7 +54,8 @@ std::string memory_summary(Device d = kCPU);
 
 /// Parses "6GiB", "512MB", "1.5G", "1000000" into bytes; throws ValueError otherwise.
 int64_t parse_bytes(const std::string& s);
-/// "0.38 MB", "18.75 MB", "2.03 GB": MiB below a GiB, else GiB, as the bench table prints them.
+/// "512 B", "390.62 KiB", "18.75 MiB", "2.03 GiB": exact bytes below 1 KiB, else two decimals of
+/// the largest binary unit below the value. Every size minidl prints goes through this.
 std::string format_bytes(int64_t bytes);
 
 }  // namespace minidl

@@ -2,6 +2,7 @@
 // has its own tests), and the byte-size helpers.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdlib>
 
 #include "test_utils.h"
@@ -157,10 +158,21 @@ TEST_CASE("parse_bytes and format_bytes") {
     INFO("'", bad, "'");
     CHECK_THROWS_AS(parse_bytes(bad), ValueError);
   }
-  CHECK(format_bytes(0) == "0.00 MB");
-  CHECK(format_bytes(400000) == "0.38 MB");
-  CHECK(format_bytes(18.75 * (1 << 20)) == "18.75 MB");
-  CHECK(format_bytes((1LL << 30) - 1) == "1024.00 MB");
-  CHECK(format_bytes(1LL << 30) == "1.00 GB");
-  CHECK(format_bytes(2.03 * (1LL << 30)) == "2.03 GB");
+  CHECK(format_bytes(0) == "0 B");
+  CHECK(format_bytes(512) == "512 B");
+  CHECK(format_bytes(1023) == "1023 B");
+  CHECK(format_bytes(1024) == "1.00 KiB");
+  CHECK(format_bytes(1536) == "1.50 KiB");
+  CHECK(format_bytes(400000) == "390.62 KiB");
+  CHECK(format_bytes(18.75 * (1 << 20)) == "18.75 MiB");
+  CHECK(format_bytes((1LL << 20) - 1) == "1.00 MiB");  // never "1024.00 KiB"
+  CHECK(format_bytes((1LL << 30) - 1) == "1.00 GiB");
+  CHECK(format_bytes(1LL << 30) == "1.00 GiB");
+  CHECK(format_bytes(2.03 * (1LL << 30)) == "2.03 GiB");
+  CHECK(format_bytes(3LL << 40) == "3.00 TiB");
+  CHECK(format_bytes(-2048) == "-2.00 KiB");
+  CHECK(format_bytes(-100) == "-100 B");
+  // What format_bytes prints, parse_bytes reads back (to the printed precision).
+  for (int64_t b : {int64_t(0), int64_t(512), int64_t(400000), int64_t(5) << 30})
+    CHECK(std::abs(static_cast<double>(parse_bytes(format_bytes(b)) - b)) <= 0.005 * static_cast<double>(b) + 1);
 }

@@ -83,8 +83,8 @@ TEST_CASE("attention table: the seed's markdown format") {
   CHECK(md.rfind("| method | d_model | seq_len | status | fwd_mean_ms | fwd_std_ms | bwd_mean_ms | "
                  "bwd_std_ms | mem_before_bwd |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
                  0) == 0);
-  CHECK(md.find("| eager | 16 | 256 | OK | 0.131 | 0.037 | 0.389 | 0.133 | 18.75 MB |\n") != std::string::npos);
-  CHECK(md.find("| compiled | 16 | 256 | OK | 0.273 | 0.069 | 0.384 | 0.032 | 0.38 MB |\n") != std::string::npos);
+  CHECK(md.find("| eager | 16 | 256 | OK | 0.131 | 0.037 | 0.389 | 0.133 | 18.75 MiB |\n") != std::string::npos);
+  CHECK(md.find("| compiled | 16 | 256 | OK | 0.273 | 0.069 | 0.384 | 0.032 | 384.00 KiB |\n") != std::string::npos);
   CHECK(md.find("| eager | 16 | 16384 | OOM |  |  |  |  | OOM |\n") != std::string::npos);
   CHECK(md.find("| compiled | 16 | 16384 | ERROR: [x] broke, badly |  |  |  |  |  |\n") != std::string::npos);
   CHECK(count(md, "\n") == 6);
@@ -93,7 +93,7 @@ TEST_CASE("attention table: the seed's markdown format") {
   rows[1].max_err = 3.5e-7;
   const std::string checked = to_markdown(rows);
   CHECK(checked.find("| mem_before_bwd | max_err |") != std::string::npos);
-  CHECK(checked.find("| 0.38 MB | 3.50e-07 |") != std::string::npos);
+  CHECK(checked.find("| 384.00 KiB | 3.50e-07 |") != std::string::npos);
 }
 
 TEST_CASE("attention table: CSV and JSON") {

@@ -276,7 +276,7 @@ TEST_CASE("cuda: a memory limit below the working set raises OutOfMemoryError an
   CHECK(held.size() == 2);
   MESSAGE(message);
   CHECK(message.find("out of memory") != std::string::npos);
-  CHECK(message.find("tried to allocate 32.00 MB") != std::string::npos);
+  CHECK(message.find("tried to allocate 32.00 MiB") != std::string::npos);
   CHECK(message.find("allocated") != std::string::npos);
   CHECK(message.find("reserved") != std::string::npos);
   CHECK(message.find("limit") != std::string::npos);
