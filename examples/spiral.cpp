@@ -3,6 +3,7 @@
 //
 //   build/examples/spiral                  # 600 full-batch steps, seconds on a CPU
 //   build/examples/spiral --device cuda --steps 3000
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -94,6 +95,8 @@ int main(int argc, char** argv) {
                 static_cast<long long>(model->num_parameters()), device.str().c_str());
 
     const auto t0 = std::chrono::steady_clock::now();
+    auto last = t0;
+    int64_t samples_since = 0;
     for (int64_t step = 0; step < steps; ++step) {
       opt.set_lr(schedule(step));
       const Tensor logits = model->forward(train.x);
@@ -101,11 +104,18 @@ int main(int argc, char** argv) {
       opt.zero_grad();
       loss.backward();
       opt.step();
+      samples_since += train.x.size(0);
       if (step % 100 == 0 || step == steps - 1) {
-        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::printf("step %5lld | loss %.4f | train acc %5.1f%% | lr %.2e | %.1fs\n",
-                    static_cast<long long>(step), loss.item(), 100 * accuracy(logits, train.y),
-                    opt.lr(), elapsed);
+        const double loss_value = loss.item();  // waits for the step to finish
+        const auto now = std::chrono::steady_clock::now();
+        const double dt = std::chrono::duration<double>(now - last).count();
+        std::printf("step %5lld | loss %.4f | train acc %5.1f%% | lr %.2e | %7.0f samples/s | %6.1fs\n",
+                    static_cast<long long>(step), loss_value, 100 * accuracy(logits, train.y), opt.lr(),
+                    static_cast<double>(samples_since) / std::max(dt, 1e-9),
+                    std::chrono::duration<double>(now - t0).count());
+        std::fflush(stdout);
+        last = now;
+        samples_since = 0;
       }
     }
 
