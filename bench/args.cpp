@@ -52,18 +52,19 @@ int64_t parse_int(const std::string& name, const std::string& s) {
   return v;
 }
 
-std::vector<std::string> split(const std::string& s) {
+}  // namespace
+
+std::vector<std::string> split_list(const std::string& s, char sep) {
   std::vector<std::string> out;
   size_t start = 0;
   while (start <= s.size()) {
-    size_t end = s.find(',', start);
+    size_t end = s.find(sep, start);
     if (end == std::string::npos) end = s.size();
     out.push_back(s.substr(start, end - start));
     start = end + 1;
   }
   return out;
 }
-}  // namespace
 
 int64_t Args::integer(const std::string& name, int64_t fallback) const {
   return has(name) ? parse_int(name, str(name, "")) : fallback;
@@ -73,7 +74,7 @@ std::vector<int64_t> Args::int_list(const std::string& name,
                                     const std::vector<int64_t>& fallback) const {
   if (!has(name)) return fallback;
   std::vector<int64_t> out;
-  for (const auto& s : split(str(name, ""))) {
+  for (const auto& s : split_list(str(name, ""))) {
     const int64_t v = parse_int(name, s);
     MINIDL_CHECK(v > 0, ValueError, "[args] --{} expects positive integers, got {}", name, v);
     out.push_back(v);
@@ -84,7 +85,7 @@ std::vector<int64_t> Args::int_list(const std::string& name,
 std::vector<std::string> Args::str_list(const std::string& name,
                                         const std::vector<std::string>& fallback) const {
   if (!has(name)) return fallback;
-  std::vector<std::string> out = split(str(name, ""));
+  std::vector<std::string> out = split_list(str(name, ""));
   for (const auto& s : out) MINIDL_CHECK(!s.empty(), ValueError, "[args] --{} has an empty item", name);
   return out;
 }

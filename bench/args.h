@@ -10,6 +10,9 @@
 
 namespace minidl::bench {
 
+/// "a,b,,c" split at sep: {"a", "b", "", "c"} (empty items kept; "" gives {""}).
+std::vector<std::string> split_list(const std::string& s, char sep = ',');
+
 class Args {
  public:
   /// `value_options` take a value; `flags` do not. Everything else starting with -- is an error.

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/args.h"
 #include "bench/bench.h"
 #include "compiler/attention_kernels.h"
 #include "compiler/cuda_attention.h"
@@ -24,30 +25,6 @@
 namespace minidl::bench {
 
 namespace {
-
-std::vector<int64_t> int_list(const std::string& s) {
-  std::vector<int64_t> v;
-  size_t start = 0;
-  while (start < s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    v.push_back(std::stoll(s.substr(start, end - start)));
-    start = end + 1;
-  }
-  return v;
-}
-
-std::vector<std::string> str_list(const std::string& s) {
-  std::vector<std::string> v;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    v.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return v;
-}
 
 // Median milliseconds of `reps` runs of f, timed with events on the device's stream.
 template <class F>
@@ -79,12 +56,8 @@ std::vector<std::string> tile_configs(const std::string& arg) {
     return {env ? env : "default"};
   }
   std::vector<std::string> v;
-  size_t start = 0;
-  while (start <= arg.size()) {
-    const size_t end = std::min(arg.find(';', start), arg.size());
-    if (end > start) v.push_back(arg.substr(start, end - start));
-    start = end + 1;
-  }
+  for (const std::string& c : split_list(arg, ';'))
+    if (!c.empty()) v.push_back(c);
   return v;
 }
 
@@ -111,34 +84,27 @@ void time_row(const std::string& config, const std::string& math, DType dt, int6
   std::fflush(stdout);
 }
 
+constexpr const char* kUsage =
+    "usage: minidl-bench attention-kernels [--d 16,32,64,128] [--n 1024,4096,16384] [--bh 8]\n"
+    "         [--math ffma,tf32] [--dtype float32|float16|bfloat16] [--causal] [--reps 10]\n"
+    "         [--tiles 'CONFIG;CONFIG...']  (each a MINIDL_ATTENTION_TILES value, or default)\n"
+    "         [--compile-only]   (no GPU needed: fill MINIDL_CACHE_DIR for a later GPU run)\n"
+    "Times are medians of --reps runs.\n";
+
 int run(const std::vector<std::string>& args) {
-  std::string dims = "16,32,64,128", lens = "1024,4096,16384", maths = "ffma,tf32", dtype = "float32", tiles;
-  int64_t bh = 8;
-  int reps = 10;
-  bool causal = false, compile_only = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto next = [&]() -> std::string {
-      MINIDL_CHECK(i + 1 < args.size(), ValueError, "[attention-kernels] {} needs a value", a);
-      return args[++i];
-    };
-    if (a == "--d") dims = next();
-    else if (a == "--n") lens = next();
-    else if (a == "--math") maths = next();
-    else if (a == "--dtype") dtype = next();
-    else if (a == "--bh") bh = std::stoll(next());
-    else if (a == "--reps") reps = std::stoi(next());
-    else if (a == "--causal") causal = true;
-    else if (a == "--tiles") tiles = next();
-    else if (a == "--compile-only") compile_only = true;
-    else {
-      std::printf("usage: minidl-bench attention-kernels [--d 16,32,64,128] [--n 1024,4096,16384] [--bh 8]\n"
-                  "         [--math ffma,tf32] [--dtype float32|float16|bfloat16] [--causal] [--reps 10]\n"
-                  "         [--tiles 'CONFIG;CONFIG...']  (each a MINIDL_ATTENTION_TILES value, or default)\n"
-                  "         [--compile-only]   (no GPU needed: fill MINIDL_CACHE_DIR for a later GPU run)\n");
-      return a == "--help" ? 0 : 2;
+  for (const auto& a : args)
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
     }
-  }
+  const Args a(args, {"d", "n", "math", "dtype", "bh", "reps", "tiles"}, {"causal", "compile-only"});
+  const std::vector<int64_t> dims = a.int_list("d", {16, 32, 64, 128}), lens = a.int_list("n", {1024, 4096, 16384});
+  const std::vector<std::string> maths = a.str_list("math", {"ffma", "tf32"});
+  const std::string dtype = a.str("dtype", "float32"), tiles = a.str("tiles", "");
+  const int64_t bh = a.integer("bh", 8);
+  const int reps = static_cast<int>(a.integer("reps", 10));
+  const bool causal = a.has("causal"), compile_only = a.has("compile-only");
+  MINIDL_CHECK(bh > 0 && reps > 0, ValueError, "[attention-kernels] --bh and --reps must be positive");
   const DType dt = dtype_from_string(dtype);
   const std::vector<std::string> configs = tile_configs(tiles);
   const char* env_tiles = std::getenv("MINIDL_ATTENTION_TILES");
@@ -149,9 +115,9 @@ int run(const std::vector<std::string>& args) {
   auto for_each = [&](const auto& row) {
     for (const std::string& config : configs) {
       use_tiles(config);
-      for (const std::string& math : str_list(maths)) {
+      for (const std::string& math : maths) {
         ::setenv("MINIDL_ATTENTION_MATH", math.c_str(), 1);  // read by every launch
-        for (int64_t d : int_list(dims)) {
+        for (int64_t d : dims) {
           try {
             row(config, math, d);
           } catch (const Error& e) {
@@ -182,7 +148,7 @@ int run(const std::vector<std::string>& args) {
   std::printf("| tiles | math | dtype | d | seq_len | causal | fwd_ms | fwd_TFLOP/s | bwd_ms | bwd_TFLOP/s | first_call_ms |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   return for_each([&](const std::string& config, const std::string& math, int64_t d) {
-    for (int64_t n : int_list(lens)) time_row(config, math, dt, bh, d, n, causal, reps);
+    for (int64_t n : lens) time_row(config, math, dt, bh, d, n, causal, reps);
   });
 }
 

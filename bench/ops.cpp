@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/args.h"
 #include "bench/bench.h"
 #include "core/minidl.h"
 #if MINIDL_WITH_CUDA
@@ -43,47 +44,15 @@ void usage() {
       "  --jsonl FILE also write the rows as JSON lines\n");
 }
 
-std::vector<int64_t> parse_list(const std::string& s) {
-  std::vector<int64_t> v;
-  size_t at = 0;
-  while (at <= s.size()) {
-    const size_t comma = s.find(',', at);
-    const std::string item =
-        s.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-    try {
-      v.push_back(std::stoll(item));
-    } catch (const std::exception&) {
-      throw ValueError(fmt::format("[ops] '{}' is not a list of integers", s));
-    }
-    if (comma == std::string::npos) break;
-    at = comma + 1;
-  }
-  return v;
-}
-
 OpsOptions parse(const std::vector<std::string>& args) {
+  const Args a(args, {"mbytes", "reps", "seq", "d", "jsonl"}, {"no-attention"});
   OpsOptions o;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&]() -> const std::string& {
-      if (i + 1 >= args.size()) throw ValueError(fmt::format("[ops] {} needs a value", a));
-      return args[++i];
-    };
-    if (a == "--mbytes")
-      o.mbytes = parse_list(value()).at(0);
-    else if (a == "--reps")
-      o.reps = static_cast<int>(parse_list(value()).at(0));
-    else if (a == "--seq")
-      o.seqs = parse_list(value());
-    else if (a == "--d")
-      o.dims = parse_list(value());
-    else if (a == "--no-attention")
-      o.attention = false;
-    else if (a == "--jsonl")
-      o.jsonl = value();
-    else
-      throw ValueError(fmt::format("[ops] unknown option '{}' (see minidl-bench ops --help)", a));
-  }
+  o.mbytes = a.integer("mbytes", o.mbytes);
+  o.reps = static_cast<int>(a.integer("reps", o.reps));
+  o.seqs = a.int_list("seq", o.seqs);
+  o.dims = a.int_list("d", o.dims);
+  o.attention = !a.has("no-attention");
+  o.jsonl = a.str("jsonl", o.jsonl);
   MINIDL_CHECK(o.mbytes > 0 && o.reps > 0, ValueError,
                "[ops] --mbytes and --reps must be positive");
   return o;

@@ -1,7 +1,9 @@
 // minidl-bench attention: argument parsing, the table/CSV/JSON/SVG renderings, OOM rows.
 #include <doctest/doctest.h>
 
+#include "bench/args.h"
 #include "bench/attention.h"
+#include "bench/bench.h"
 #include "bench/report.h"
 #include "core/minidl.h"
 
@@ -22,6 +24,13 @@ std::vector<AttentionRow> sample_rows() {
   AttentionRow oom{"eager", 16, 16384, "OOM"};
   AttentionRow err{"compiled", 16, 16384, "ERROR: [x] broke, badly"};
   return {ok, comp, oom, err};
+}
+
+// A registered subcommand's main, or nullptr (attention-kernels exists in CUDA builds only).
+SubcommandMain subcommand(const std::string& name) {
+  for (const auto& s : subcommands())
+    if (name == s.name) return s.main;
+  return nullptr;
 }
 
 }  // namespace
@@ -159,4 +168,21 @@ TEST_CASE("attention rows: eager on the CPU, and OOM as a row status") {
   set_memory_limit(0, kCPU);
   CHECK(oom.status == "OOM");
   CHECK(memory_allocated(kCPU) == before);
+}
+
+TEST_CASE("bench subcommands: one comma-list parser, errors name the option") {
+  const SubcommandMain ops = subcommand("ops");
+  REQUIRE(static_cast<bool>(ops));
+  CHECK_THROWS_WITH_AS(ops({"--mbytes", "5x"}), doctest::Contains("--mbytes"), ValueError);
+  CHECK_THROWS_WITH_AS(ops({"--seq", "1,,2"}), doctest::Contains("--seq"), ValueError);
+  CHECK_THROWS_WITH_AS(ops({"--d", "0"}), doctest::Contains("--d"), ValueError);
+  CHECK_THROWS_WITH_AS(ops({"--frobnicate"}), doctest::Contains("--frobnicate"), ValueError);
+  if (const SubcommandMain kernels = subcommand("attention-kernels")) {
+    CHECK_THROWS_WITH_AS(kernels({"--d", "16,x"}), doctest::Contains("--d"), ValueError);
+    CHECK_THROWS_WITH_AS(kernels({"--n", ""}), doctest::Contains("--n"), ValueError);
+    CHECK_THROWS_WITH_AS(kernels({"--reps", "ten"}), doctest::Contains("--reps"), ValueError);
+    CHECK_THROWS_WITH_AS(kernels({"--math", "ffma,,tf32"}), doctest::Contains("--math"), ValueError);
+  }
+  CHECK(split_list("a;;b", ';') == std::vector<std::string>{"a", "", "b"});
+  CHECK(split_list("") == std::vector<std::string>{""});
 }
