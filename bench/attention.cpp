@@ -192,6 +192,8 @@ AttentionRow run_attention_row(const AttentionConfig& c, const std::string& meth
     }
     std::tie(row.fwd_mean_ms, row.fwd_std_ms) = mean_std(fwd);
     std::tie(row.bwd_mean_ms, row.bwd_std_ms) = mean_std(bwd);
+    if (!std::isfinite(row.fwd_mean_ms) || !std::isfinite(row.bwd_mean_ms))
+      row.status = "ERROR: a timing is not finite";
   } catch (const OutOfMemoryError&) {
     row.status = "OOM";
   } catch (const Error& e) {

@@ -11,12 +11,13 @@
 namespace minidl::bench {
 
 std::pair<double, double> mean_std(const std::vector<double>& v) {
-  if (v.empty()) return {0, 0};
+  if (v.empty()) return {NAN, NAN};
   double m = 0;
   for (double x : v) m += x;
   m /= static_cast<double>(v.size());
   double s = 0;
   for (double x : v) s += (x - m) * (x - m);
+  if (v.size() == 1) return {m, NAN};  // one sample says nothing about the spread
   return {m, std::sqrt(s / static_cast<double>(v.size()))};
 }
 
@@ -37,10 +38,25 @@ std::string json_escape(const std::string& s) {
 }
 
 namespace {
+// max_err is -1 when the row was not checked; NaN when the check found NaNs.
+bool checked(const AttentionRow& r) { return !(r.max_err < 0); }
 bool any_checked(const std::vector<AttentionRow>& rows) {
-  return std::any_of(rows.begin(), rows.end(), [](const AttentionRow& r) { return r.max_err >= 0; });
+  return std::any_of(rows.begin(), rows.end(), [](const AttentionRow& r) { return checked(r); });
 }
-std::string err_str(double e) { return e >= 0 ? fmt::format("{:.2e}", e) : ""; }
+std::string err_str(double e) { return e >= 0 ? fmt::format("{:.2e}", e) : std::isnan(e) ? "nan" : ""; }
+
+// A timing for the table and CSV: fixed-point, "nan"/"inf"/"-inf" (never "-nan") where not finite.
+std::string ms_str(double v, int decimals) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  return fmt::format("{:.{}f}", v, decimals);
+}
+// A standard deviation: `na` where it is undefined (a single repetition).
+std::string std_str(double v, int decimals, const char* na) { return std::isnan(v) ? na : ms_str(v, decimals); }
+// A JSON number; JSON has no NaN or infinity, so those are null.
+std::string json_num(double v, int decimals) {
+  return std::isfinite(v) ? fmt::format("{:.{}f}", v, decimals) : "null";
+}
 }  // namespace
 
 std::string to_markdown(const std::vector<AttentionRow>& rows) {
@@ -52,9 +68,10 @@ std::string to_markdown(const std::vector<AttentionRow>& rows) {
   out += check ? " --- |\n" : "\n";
   for (const auto& r : rows) {
     if (r.ok()) {
-      out += fmt::format("| {} | {} | {} | OK | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {} |", r.method,
-                         r.d_model, r.seq_len, r.fwd_mean_ms, r.fwd_std_ms, r.bwd_mean_ms,
-                         r.bwd_std_ms, format_bytes(r.mem_before_bwd));
+      out += fmt::format("| {} | {} | {} | OK | {} | {} | {} | {} | {} |", r.method, r.d_model,
+                         r.seq_len, ms_str(r.fwd_mean_ms, 3), std_str(r.fwd_std_ms, 3, "n/a"),
+                         ms_str(r.bwd_mean_ms, 3), std_str(r.bwd_std_ms, 3, "n/a"),
+                         format_bytes(r.mem_before_bwd));
     } else {
       out += fmt::format("| {} | {} | {} | {} |  |  |  |  | {} |", r.method, r.d_model, r.seq_len,
                          r.status, r.status == "OOM" ? "OOM" : "");
@@ -74,8 +91,9 @@ std::string to_csv(const std::vector<AttentionRow>& rows) {
     std::replace(status.begin(), status.end(), ',', ';');
     std::replace(status.begin(), status.end(), '"', '\'');
     if (r.ok())
-      out += fmt::format("{},{},{},OK,{:.4f},{:.4f},{:.4f},{:.4f},{}", r.method, r.d_model, r.seq_len,
-                         r.fwd_mean_ms, r.fwd_std_ms, r.bwd_mean_ms, r.bwd_std_ms, r.mem_before_bwd);
+      out += fmt::format("{},{},{},OK,{},{},{},{},{}", r.method, r.d_model, r.seq_len,
+                         ms_str(r.fwd_mean_ms, 4), std_str(r.fwd_std_ms, 4, ""), ms_str(r.bwd_mean_ms, 4),
+                         std_str(r.bwd_std_ms, 4, ""), r.mem_before_bwd);
     else
       out += fmt::format("{},{},{},\"{}\",,,,,", r.method, r.d_model, r.seq_len, status);
     if (check) out += fmt::format(",{}", err_str(r.max_err));
@@ -97,10 +115,12 @@ std::string to_json(const AttentionSetup& s, const std::vector<AttentionRow>& ro
         json_escape(r.method), r.d_model, r.seq_len, json_escape(r.status));
     if (r.ok())
       out += fmt::format(
-          ", \"fwd_mean_ms\": {:.6f}, \"fwd_std_ms\": {:.6f}, \"bwd_mean_ms\": {:.6f}, \"bwd_std_ms\": "
-          "{:.6f}, \"mem_before_bwd\": {}, \"first_call_ms\": {:.3f}",
-          r.fwd_mean_ms, r.fwd_std_ms, r.bwd_mean_ms, r.bwd_std_ms, r.mem_before_bwd, r.first_call_ms);
-    if (r.max_err >= 0) out += fmt::format(", \"max_err\": {:.6e}", r.max_err);
+          ", \"fwd_mean_ms\": {}, \"fwd_std_ms\": {}, \"bwd_mean_ms\": {}, \"bwd_std_ms\": {}, "
+          "\"mem_before_bwd\": {}, \"first_call_ms\": {}",
+          json_num(r.fwd_mean_ms, 6), json_num(r.fwd_std_ms, 6), json_num(r.bwd_mean_ms, 6),
+          json_num(r.bwd_std_ms, 6), r.mem_before_bwd, json_num(r.first_call_ms, 3));
+    if (checked(r))
+      out += std::isfinite(r.max_err) ? fmt::format(", \"max_err\": {:.6e}", r.max_err) : ", \"max_err\": null";
     out += "}";
   }
   out += "\n  ]";

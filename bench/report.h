@@ -40,7 +40,8 @@ std::string to_json(const AttentionSetup& setup, const std::vector<AttentionRow>
 /// method and d_model; rows that are not OK leave gaps.
 std::string to_svg(const AttentionSetup& setup, const std::vector<AttentionRow>& rows);
 
-/// Mean and population standard deviation.
+/// Mean and population standard deviation; the deviation is NaN (undefined) for one value, both
+/// are NaN for none.
 std::pair<double, double> mean_std(const std::vector<double>& v);
 /// Escapes a string for a JSON string literal (without the quotes).
 std::string json_escape(const std::string& s);

@@ -1,6 +1,8 @@
 // minidl-bench attention: argument parsing, the table/CSV/JSON/SVG renderings, OOM rows.
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 #include "bench/args.h"
 #include "bench/attention.h"
 #include "bench/bench.h"
@@ -168,6 +170,36 @@ TEST_CASE("attention rows: eager on the CPU, and OOM as a row status") {
   set_memory_limit(0, kCPU);
   CHECK(oom.status == "OOM");
   CHECK(memory_allocated(kCPU) == before);
+}
+
+TEST_CASE("attention table: one repetition has no std; NaN and inf timings") {
+  auto [m, sd] = mean_std({2.0});
+  CHECK(m == 2.0);
+  CHECK(std::isnan(sd));
+  std::tie(m, sd) = mean_std({1.0, 3.0});
+  CHECK(sd == 1.0);
+  std::vector<AttentionRow> rows{{"eager", 16, 256, "OK", 0.5, NAN, 1.5, NAN, 1024}};
+  CHECK(to_markdown(rows).find("| OK | 0.500 | n/a | 1.500 | n/a | 1.00 KiB |") != std::string::npos);
+  CHECK(to_csv(rows).find("eager,16,256,OK,0.5000,,1.5000,,1024\n") != std::string::npos);
+  const AttentionSetup setup{"cpu", "float32", 8, 0, false, 1, 0};
+  CHECK(to_json(setup, rows).find("\"fwd_std_ms\": null") != std::string::npos);
+  rows[0].fwd_mean_ms = -NAN;
+  rows[0].bwd_mean_ms = INFINITY;
+  rows[0].max_err = NAN;
+  const std::string md = to_markdown(rows), json = to_json(setup, rows);
+  CHECK(md.find("| OK | nan | n/a | inf | n/a | 1.00 KiB | nan |") != std::string::npos);
+  CHECK(md.find("-nan") == std::string::npos);
+  CHECK(json.find("\"fwd_mean_ms\": null") != std::string::npos);
+  CHECK(json.find("\"bwd_mean_ms\": null") != std::string::npos);
+  CHECK(json.find("\"max_err\": null") != std::string::npos);
+  CHECK(json.find("nan") == std::string::npos);
+  CHECK(json.find("inf") == std::string::npos);
+  // A measured row with one repetition.
+  const AttentionConfig c = parse_attention_args({"--device", "cpu", "--batch", "1", "--reps", "1", "--warmup", "0"});
+  const AttentionRow r = run_attention_row(c, "eager", 8, 16);
+  REQUIRE_MESSAGE(r.ok(), r.status);
+  CHECK(std::isnan(r.fwd_std_ms));
+  CHECK(std::isfinite(r.fwd_mean_ms));
 }
 
 TEST_CASE("bench subcommands: one comma-list parser, errors name the option") {
