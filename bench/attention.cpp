@@ -1,8 +1,12 @@
 // `minidl-bench attention`: eager versus compiled softmax(Q·Kᵀ/√d)·V, forward and backward,
 // printed as the table of ../shared/reference/seed_attention_table.md (DESIGN.md, "Bench").
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -40,8 +44,16 @@ options:
   --format F        md, csv or json (default md)
   --check           add max_err: relative error of compiled against eager (output and grads)
   --plot FILE.svg   also write forward/backward time and memory against seq_len as SVG
+                    (checked before the run: its folder must exist and be writable)
   --seed N          random seed (default 0)
   --help            this text
+
+Times are the mean and population standard deviation of the --reps timed repetitions (std n/a,
+or empty in CSV and null in JSON, with a single repetition).
+
+exit status: 0 when every row is OK or OOM (running out of memory, of the card or of --mem-limit,
+is a measured outcome), 1 when a row is ERROR (the measurement failed: minidl threw something
+other than out-of-memory, or a timing was not finite) or an option is bad.
 
 examples:
   minidl-bench attention                                   # the default grid
@@ -49,6 +61,22 @@ examples:
   minidl-bench attention --mem-limit 6GiB --plot mem.svg   # eager runs out at long sequences
   minidl-bench attention --format json --causal --dtype bf16
 )";
+
+// Throws ValueError unless path can be written: its folder exists and is writable, and the
+// file, if it exists, is a writable regular file. Checked before a run that may take minutes.
+void check_writable(const std::string& option, const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  std::error_code ec;
+  MINIDL_CHECK(fs::is_directory(dir, ec), ValueError, "[attention] --{} {}: no folder {}", option, path,
+               dir.string());
+  MINIDL_CHECK(!p.filename().empty() && !fs::is_directory(p, ec), ValueError,
+               "[attention] --{} {}: is a folder, not a file", option, path);
+  const bool exists = fs::exists(p, ec);
+  MINIDL_CHECK(::access(exists ? path.c_str() : dir.c_str(), W_OK) == 0, ValueError,
+               "[attention] --{} {}: {} is not writable", option, path, exists ? path : dir.string());
+}
 
 }  // namespace
 
@@ -89,6 +117,7 @@ AttentionConfig parse_attention_args(const std::vector<std::string>& argv) {
   MINIDL_CHECK(c.format == "md" || c.format == "csv" || c.format == "json", ValueError,
                "[attention] --format must be md, csv or json, got {}", c.format);
   c.plot = a.str("plot", "");
+  if (!c.plot.empty()) check_writable("plot", c.plot);
   c.seed = static_cast<uint64_t>(a.integer("seed", 0));
   return c;
 }
@@ -203,7 +232,21 @@ AttentionRow run_attention_row(const AttentionConfig& c, const std::string& meth
   return row;
 }
 
+int attention_exit_status(const std::vector<AttentionRow>& rows) {
+  return std::any_of(rows.begin(), rows.end(), [](const AttentionRow& r) { return r.status.rfind("ERROR", 0) == 0; })
+             ? 1
+             : 0;
+}
+
 namespace {
+
+void write_plot(const std::string& path, const AttentionSetup& setup, const std::vector<AttentionRow>& rows) {
+  std::ofstream f(path);
+  f << to_svg(setup, rows);
+  f.close();
+  MINIDL_CHECK(f.good(), ValueError, "[attention] cannot write the plot to {}", path);
+  std::fprintf(stderr, "plot written to %s\n", path.c_str());
+}
 
 int attention_main(const std::vector<std::string>& argv) {
   for (const auto& a : argv)
@@ -255,13 +298,8 @@ int attention_main(const std::vector<std::string>& argv) {
   if (c.format == "md") std::fputs(to_markdown(rows).c_str(), stdout);
   if (c.format == "csv") std::fputs(to_csv(rows).c_str(), stdout);
   if (c.format == "json") std::fputs(to_json(setup, rows, stats).c_str(), stdout);
-  if (!c.plot.empty()) {
-    std::ofstream f(c.plot);
-    MINIDL_CHECK(f.good(), ValueError, "[attention] cannot write the plot to {}", c.plot);
-    f << to_svg(setup, rows);
-    std::fprintf(stderr, "plot written to %s\n", c.plot.c_str());
-  }
-  return 0;
+  if (!c.plot.empty()) write_plot(c.plot, setup, rows);
+  return attention_exit_status(rows);
 }
 
 }  // namespace

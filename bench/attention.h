@@ -30,5 +30,8 @@ AttentionConfig parse_attention_args(const std::vector<std::string>& argv);
 /// Measures one row; OOM and other minidl errors become the row's status, never an exception.
 AttentionRow run_attention_row(const AttentionConfig& c, const std::string& method, int64_t d,
                                int64_t n);
+/// The subcommand's exit status for its rows: 1 when any row is ERROR, else 0 (OOM is a
+/// measured outcome, not a failure).
+int attention_exit_status(const std::vector<AttentionRow>& rows);
 
 }  // namespace minidl::bench

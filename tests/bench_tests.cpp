@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "bench/args.h"
 #include "bench/attention.h"
@@ -86,6 +87,9 @@ TEST_CASE("attention args: errors name the option") {
   CHECK(fails({"--mem-limit", "lots"}, "lots"));
   CHECK(fails({"--causal=1"}, "--causal"));
   CHECK(fails({"stray"}, "stray"));
+  // --plot is checked before a run that may take minutes.
+  CHECK(fails({"--device", "cpu", "--plot", "/nonexistent-minidl-dir/x.svg"}, "--plot"));
+  CHECK(fails({"--device", "cpu", "--plot", std::filesystem::temp_directory_path().string()}, "folder"));
   if (!cuda::is_available()) CHECK(fails({"--device", "cuda"}, "cuda"));
 }
 
@@ -200,6 +204,14 @@ TEST_CASE("attention table: one repetition has no std; NaN and inf timings") {
   REQUIRE_MESSAGE(r.ok(), r.status);
   CHECK(std::isnan(r.fwd_std_ms));
   CHECK(std::isfinite(r.fwd_mean_ms));
+}
+
+TEST_CASE("attention: the exit status is 1 when a row is ERROR, not for OOM") {
+  auto rows = sample_rows();  // OK, OK, OOM, ERROR
+  CHECK(attention_exit_status(rows) == 1);
+  rows.pop_back();
+  CHECK(attention_exit_status(rows) == 0);
+  CHECK(attention_exit_status({}) == 0);
 }
 
 TEST_CASE("bench subcommands: one comma-list parser, errors name the option") {
