@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <optional>
 
 #include "bench/attention.h"
@@ -45,6 +46,9 @@ options:
   --check           add max_err: relative error of compiled against eager (output and grads)
   --plot FILE.svg   also write forward/backward time and memory against seq_len as SVG
                     (checked before the run: its folder must exist and be writable)
+  --replot TABLE    measure nothing: read the rows of the first table in TABLE (markdown as
+                    this command prints it, e.g. docs/benchmarks.md) and write --plot from them
+  --device-name S   with --replot: the device named in the plot's title (default: TABLE)
   --seed N          random seed (default 0)
   --help            this text
 
@@ -60,6 +64,7 @@ examples:
   minidl-bench attention --d 64 --seq 1024,4096 --check    # two rows per method, with errors
   minidl-bench attention --mem-limit 6GiB --plot mem.svg   # eager runs out at long sequences
   minidl-bench attention --format json --causal --dtype bf16
+  minidl-bench attention --replot docs/benchmarks.md --device-name "NVIDIA H200" --plot a.svg
 )";
 
 // Throws ValueError unless path can be written: its folder exists and is writable, and the
@@ -82,7 +87,7 @@ void check_writable(const std::string& option, const std::string& path) {
 
 AttentionConfig parse_attention_args(const std::vector<std::string>& argv) {
   Args a(argv, {"d", "seq", "batch", "heads", "dtype", "methods", "reps", "warmup", "device", "mem-limit",
-                "format", "plot", "seed"},
+                "format", "plot", "replot", "device-name", "seed"},
          {"causal", "check", "help"});
   AttentionConfig c;
   if (a.has("device")) {
@@ -118,6 +123,11 @@ AttentionConfig parse_attention_args(const std::vector<std::string>& argv) {
                "[attention] --format must be md, csv or json, got {}", c.format);
   c.plot = a.str("plot", "");
   if (!c.plot.empty()) check_writable("plot", c.plot);
+  c.replot = a.str("replot", "");
+  c.device_name = a.str("device-name", c.replot);
+  MINIDL_CHECK(c.replot.empty() || !c.plot.empty(), ValueError, "[attention] --replot needs --plot FILE.svg");
+  MINIDL_CHECK(c.replot.empty() || std::filesystem::is_regular_file(c.replot), ValueError,
+               "[attention] --replot {}: no such file", c.replot);
   c.seed = static_cast<uint64_t>(a.integer("seed", 0));
   return c;
 }
@@ -255,6 +265,17 @@ int attention_main(const std::vector<std::string>& argv) {
       return 0;
     }
   const AttentionConfig c = parse_attention_args(argv);
+  AttentionSetup setup{c.device.is_cuda() ? cuda::properties(c.device.index).name : "cpu",
+                       dtype_name(c.dtype), c.batch, c.heads, c.causal, c.reps, c.warmup};
+  if (!c.replot.empty()) {
+    std::ifstream in(c.replot);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::vector<AttentionRow> rows = from_markdown(text);
+    MINIDL_CHECK(!rows.empty(), ValueError, "[attention] --replot {}: no attention table in it", c.replot);
+    setup.device = c.device_name;
+    write_plot(c.plot, setup, rows);
+    return 0;
+  }
   if (!c.device.is_cuda()) {
     std::string grid;
     for (int64_t d : c.ds) grid += (grid.empty() ? "d_model " : ",") + std::to_string(d);
@@ -265,8 +286,6 @@ int attention_main(const std::vector<std::string>& argv) {
   }
   if (c.mem_limit) set_memory_limit(c.mem_limit, c.device);
 
-  AttentionSetup setup{c.device.is_cuda() ? cuda::properties(c.device.index).name : "cpu",
-                       dtype_name(c.dtype), c.batch, c.heads, c.causal, c.reps, c.warmup};
   std::vector<AttentionRow> rows;
   const size_t total = c.ds.size() * c.seqs.size() * c.methods.size();
   const double start = now_ms();

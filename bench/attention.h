@@ -21,6 +21,7 @@ struct AttentionConfig {
   Device device;
   int64_t mem_limit = 0;  // bytes, 0: none
   std::string format = "md", plot;
+  std::string replot, device_name;  // --replot TABLE: plot TABLE's rows, measure nothing
   uint64_t seed = 0;
 };
 

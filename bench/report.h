@@ -31,13 +31,17 @@ struct AttentionSetup {
 
 /// The seed's markdown table (plus a max_err column when any row was checked).
 std::string to_markdown(const std::vector<AttentionRow>& rows);
+/// The rows of the first table in text that to_markdown printed (e.g. a docs page holding one);
+/// memory comes back to the printed precision. No table: no rows.
+std::vector<AttentionRow> from_markdown(const std::string& text);
 /// The same columns as CSV, memory in bytes.
 std::string to_csv(const std::vector<AttentionRow>& rows);
 /// {"setup": {...}, "rows": [...], "extra": <extra_json>} (extra_json must be valid JSON or empty).
 std::string to_json(const AttentionSetup& setup, const std::vector<AttentionRow>& rows,
                     const std::string& extra_json = "");
 /// Three log-log panels against seq_len (forward ms, backward ms, mem_before_bwd), one line per
-/// method and d_model; rows that are not OK leave gaps.
+/// method and d_model, a marker at every point; a line that runs out of memory ends in a cross
+/// at the seq_len of its first OOM row; ERROR rows leave gaps.
 std::string to_svg(const AttentionSetup& setup, const std::vector<AttentionRow>& rows);
 
 /// Mean and population standard deviation; the deviation is NaN (undefined) for one value, both

@@ -1,8 +1,12 @@
 // minidl-bench attention: argument parsing, the table/CSV/JSON/SVG renderings, OOM rows.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <regex>
 
 #include "bench/args.h"
 #include "bench/attention.h"
@@ -34,6 +38,28 @@ SubcommandMain subcommand(const std::string& name) {
   for (const auto& s : subcommands())
     if (name == s.name) return s.main;
   return nullptr;
+}
+
+// The rows of the plot test: eager d_model 64 runs out of memory at seq_len 512.
+std::vector<AttentionRow> plot_rows(const std::vector<int64_t>& seqs) {
+  std::vector<AttentionRow> rows;
+  for (const char* m : {"eager", "compiled"})
+    for (int64_t d : {16, 64})
+      for (int64_t n : seqs) {
+        AttentionRow r{m, d, n, "OK", 0.01 * n, 0.001, 0.02 * n, 0.002, n * n * (m[0] == 'e' ? 40 : 1)};
+        if (m[0] == 'e' && d == 64 && n == 512) r.status = "OOM";
+        rows.push_back(r);
+      }
+  return rows;
+}
+
+// x, y, width of every <rect> but the background, in order: the three panels.
+std::vector<std::array<double, 3>> panel_rects(const std::string& svg) {
+  std::vector<std::array<double, 3>> out;
+  const std::regex re(R"re(<rect x="([0-9.]+)" y="([0-9.]+)" width="([0-9.]+)")re");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), re); it != std::sregex_iterator(); ++it)
+    out.push_back({std::stod((*it)[1]), std::stod((*it)[2]), std::stod((*it)[3])});
+  return out;
 }
 
 }  // namespace
@@ -90,6 +116,8 @@ TEST_CASE("attention args: errors name the option") {
   // --plot is checked before a run that may take minutes.
   CHECK(fails({"--device", "cpu", "--plot", "/nonexistent-minidl-dir/x.svg"}, "--plot"));
   CHECK(fails({"--device", "cpu", "--plot", std::filesystem::temp_directory_path().string()}, "folder"));
+  CHECK(fails({"--device", "cpu", "--replot", "/nonexistent-minidl-table.md", "--plot", "x.svg"}, "--replot"));
+  CHECK(fails({"--device", "cpu", "--replot", "x.md"}, "--plot"));
   if (!cuda::is_available()) CHECK(fails({"--device", "cuda"}, "cuda"));
 }
 
@@ -141,39 +169,102 @@ TEST_CASE("attention table: CSV and JSON") {
 }
 
 TEST_CASE("attention plot: one line per method and d_model, gaps for failed rows") {
-  std::vector<AttentionRow> rows;
-  for (const char* m : {"eager", "compiled"})
-    for (int64_t d : {16, 64})
-      for (int64_t n : {128, 256, 512}) {
-        AttentionRow r{m, d, n, "OK", 0.01 * n, 0.001, 0.02 * n, 0.002, n * n * (m[0] == 'e' ? 40 : 1)};
-        if (m[0] == 'e' && d == 64 && n == 512) r.status = "OOM";
-        rows.push_back(r);
-      }
-  const std::string svg = to_svg({"cpu", "float32", 8, 0, false, 3, 1}, rows);
+  const std::string svg = to_svg({"cpu", "float32", 8, 0, false, 3, 1}, plot_rows({128, 256, 512}));
   CHECK(svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0) == 0);
   CHECK(svg.find("</svg>") != std::string::npos);
   CHECK(count(svg, "<polyline") == 3 * 4);  // 3 panels x (2 methods x 2 d_model)
   CHECK(count(svg, "d_model 16") == 1);
-  CHECK(count(svg, "stroke-dasharray") == 3 * 2 + 1);  // compiled lines and its legend entry
+  CHECK(count(svg, "stroke-dasharray=\"6,4\"") == 3 * 2 + 1);  // compiled lines and its legend entry
   CHECK(count(svg, "<text") > 20);
+  CHECK(count(svg, "<circle") == 3 * 11 + 2);  // every OK point, and the two methods' legend entries
 }
 
-TEST_CASE("attention rows: eager on the CPU, and OOM as a row status") {
-  AttentionConfig c = parse_attention_args({"--device", "cpu", "--batch", "2", "--reps", "2", "--warmup", "0"});
-  const int64_t before = memory_allocated(kCPU);
-  AttentionRow r = run_attention_row(c, "eager", 8, 32);
-  REQUIRE_MESSAGE(r.ok(), r.status);
-  CHECK(r.fwd_mean_ms > 0);
-  CHECK(r.bwd_mean_ms > 0);
-  // Q, K, V, dO, O and the saved 2x32x32 probabilities are alive before backward.
-  CHECK(r.mem_before_bwd - before >= (5 * 2 * 32 * 8 + 2 * 32 * 32) * 4);
-  CHECK(memory_allocated(kCPU) == before);
+TEST_CASE("attention plot: an OOM row ends its line in a cross, with a legend entry") {
+  const std::string svg = to_svg({"cpu", "float32", 8, 0, false, 3, 1}, plot_rows({128, 256, 512}));
+  CHECK(count(svg, "<path") == 3 + 1);  // one cross per panel, one in the legend
+  CHECK(count(svg, "out of memory") == 1);
+  CHECK(count(svg, "stroke-dasharray=\"2,3\"") == 3);  // from the last point to the cross
+  const std::string ok = to_svg({"cpu", "float32", 8, 0, false, 3, 1}, plot_rows({128, 256}));
+  CHECK(count(ok, "<path") == 0);
+  CHECK(count(ok, "out of memory") == 0);
+}
 
-  set_memory_limit(before + 64 * 1024, kCPU);  // far below a 2x512x512 score matrix
-  AttentionRow oom = run_attention_row(c, "eager", 8, 512);
-  set_memory_limit(0, kCPU);
-  CHECK(oom.status == "OOM");
-  CHECK(memory_allocated(kCPU) == before);
+TEST_CASE("attention plot: one seq_len draws points inside the panels") {
+  const std::string svg = to_svg({"cpu", "float32", 8, 0, false, 3, 1}, plot_rows({256}));
+  CHECK(count(svg, "<polyline") == 0);
+  CHECK(count(svg, "<circle") == 3 * 4 + 2);
+  const auto rects = panel_rects(svg);
+  REQUIRE(rects.size() == 3);
+  const std::regex re(R"re(<circle cx="([0-9.]+)")re");
+  int inside = 0;
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), re); it != std::sregex_iterator(); ++it) {
+    const double x = std::stod((*it)[1]);
+    for (const auto& r : rects) inside += x > r[0] + 10 && x < r[0] + r[2] - 10;
+  }
+  CHECK(inside == 3 * 4);
+}
+
+TEST_CASE("attention plot: the memory axis is in binary units; labels stay out of the next panel") {
+  for (const auto& seqs : {std::vector<int64_t>{128, 256, 512}, std::vector<int64_t>{256, 16384},
+                           std::vector<int64_t>{1024, 1000000}}) {
+    const std::string svg = to_svg({"NVIDIA H200", "float32", 8, 0, false, 3, 1}, plot_rows(seqs));
+    const auto rects = panel_rects(svg);
+    REQUIRE(rects.size() == 3);
+    // Tick labels are right-aligned left of their panel; the memory panel's are binary sizes.
+    const std::regex tick(R"re(<text x="([0-9.]+)" y="[0-9.]+" text-anchor="end">([^<]*)</text>)re");
+    const std::regex binary(R"(\d+ (B|KiB|MiB|GiB|TiB|PiB))");
+    int memory_ticks = 0;
+    for (auto it = std::sregex_iterator(svg.begin(), svg.end(), tick); it != std::sregex_iterator(); ++it) {
+      const double right = std::stod((*it)[1]);
+      const std::string label = (*it)[2];
+      const double left = right - 0.62 * 12 * static_cast<double>(label.size());  // as NOTE [Plot layout]
+      size_t p = 0;
+      while (p + 1 < rects.size() && right > rects[p + 1][0] - 20) ++p;  // the panel it belongs to
+      const double prev_right = p ? rects[p - 1][0] + rects[p - 1][2] : 0;
+      // The previous panel's last seq_len label reaches half its width past the panel.
+      const double prev_label = p ? 0.62 * 12 * static_cast<double>(std::to_string(seqs.back()).size()) / 2 : 0;
+      CHECK_MESSAGE(left >= prev_right + prev_label, label, " reaches into the panel on its left");
+      if (p == 2) {
+        ++memory_ticks;
+        CHECK_MESSAGE(std::regex_match(label, binary), label);
+      }
+    }
+    CHECK(memory_ticks >= 2);
+    CHECK(memory_ticks <= 9);
+    // The legend starts right of the last panel's last seq_len label.
+    const std::regex legend(R"re(<text x="([0-9.]+)" y="[0-9.]+">d_model 16<)re");
+    std::smatch m;
+    REQUIRE(std::regex_search(svg, m, legend));
+    CHECK(std::stod(m[1]) > rects[2][0] + rects[2][2] + 0.62 * 12 * static_cast<double>(std::to_string(seqs.back()).size()) / 2);
+  }
+}
+
+TEST_CASE("attention table: read back from markdown (--replot)") {
+  auto rows = sample_rows();
+  rows[1].max_err = 3.5e-7;
+  rows[0].fwd_std_ms = NAN;  // one repetition
+  const std::vector<AttentionRow> back = from_markdown("# a page\n\n" + to_markdown(rows) + "\nmore text\n");
+  REQUIRE(back.size() == rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    CHECK(back[i].method == rows[i].method);
+    CHECK(back[i].d_model == rows[i].d_model);
+    CHECK(back[i].seq_len == rows[i].seq_len);
+    CHECK(back[i].status == rows[i].status);
+  }
+  CHECK(back[0].fwd_mean_ms == doctest::Approx(0.131).epsilon(1e-9));
+  CHECK(std::isnan(back[0].fwd_std_ms));
+  CHECK(back[0].bwd_std_ms == doctest::Approx(0.133));
+  CHECK(std::abs(static_cast<double>(back[0].mem_before_bwd - rows[0].mem_before_bwd)) < 0.005 * (1 << 20));
+  CHECK(back[1].mem_before_bwd == rows[1].mem_before_bwd);  // 384.00 KiB exactly
+  CHECK(back[1].max_err == doctest::Approx(3.5e-7));
+  CHECK(back[0].max_err < 0);
+  CHECK(from_markdown("no table here").empty());
+  // The H200 table of docs/benchmarks.md, which docs/img/attention_h200.svg plots.
+  std::ifstream f(std::filesystem::path(MINIDL_SOURCE_DIR) / "docs" / "benchmarks.md");
+  const std::string doc((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto h200 = from_markdown(doc);
+  CHECK(h200.size() == 40);
+  CHECK(std::all_of(h200.begin(), h200.end(), [](const AttentionRow& r) { return r.ok() && r.mem_before_bwd > 0; }));
 }
 
 TEST_CASE("attention table: one repetition has no std; NaN and inf timings") {
@@ -229,4 +320,22 @@ TEST_CASE("bench subcommands: one comma-list parser, errors name the option") {
   }
   CHECK(split_list("a;;b", ';') == std::vector<std::string>{"a", "", "b"});
   CHECK(split_list("") == std::vector<std::string>{""});
+}
+
+TEST_CASE("attention rows: eager on the CPU, and OOM as a row status") {
+  AttentionConfig c = parse_attention_args({"--device", "cpu", "--batch", "2", "--reps", "2", "--warmup", "0"});
+  const int64_t before = memory_allocated(kCPU);
+  AttentionRow r = run_attention_row(c, "eager", 8, 32);
+  REQUIRE_MESSAGE(r.ok(), r.status);
+  CHECK(r.fwd_mean_ms > 0);
+  CHECK(r.bwd_mean_ms > 0);
+  // Q, K, V, dO, O and the saved 2x32x32 probabilities are alive before backward.
+  CHECK(r.mem_before_bwd - before >= (5 * 2 * 32 * 8 + 2 * 32 * 32) * 4);
+  CHECK(memory_allocated(kCPU) == before);
+
+  set_memory_limit(before + 64 * 1024, kCPU);  // far below a 2x512x512 score matrix
+  AttentionRow oom = run_attention_row(c, "eager", 8, 512);
+  set_memory_limit(0, kCPU);
+  CHECK(oom.status == "OOM");
+  CHECK(memory_allocated(kCPU) == before);
 }
