@@ -183,7 +183,9 @@ void KernelCache::write_entry(const std::string& path, const std::string& key, c
   }
   std::error_code ec;
   fs::create_directories(config_.dir, ec);
-  if (ec) return disk_unwritable(fmt::format("cannot create {}: {}", config_.dir, ec.message()));
+  if (ec) {
+    return disk_unwritable(fmt::format("[kernel cache] cannot create {}: {}", config_.dir, ec.message()));
+  }
   std::string entry(kMagic, sizeof kMagic);
   append_pod(entry, static_cast<uint32_t>(key.size()));
   entry += key;
@@ -206,9 +208,7 @@ void KernelCache::disk_unwritable(const std::string& why) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!disk_writable_) return;
   disk_writable_ = false;
-  log("compiler").warn("[kernel cache] cannot write to {} ({}); kernels compiled by this process stay "
-                       "in memory only",
-                       config_.dir, why);
+  log("compiler").warn("{}; kernels compiled by this process stay in memory only", why);
 }
 
 KernelCacheStats KernelCache::stats() const {
