@@ -85,7 +85,8 @@ TEST_CASE("concurrency: threads run backward into one leaf; gradients accumulate
           if (!g.defined()) continue;
           const std::vector<double> v = g.to_vector<double>();
           for (double x : v)
-            if (x != v[0] || std::fmod(x, 2.5) != 0 || x > 2.5 * (kThreads - 1) * kIters) ++bad_reads;
+            if (x != v[0] || std::fmod(x, 2.5) != 0 || x > 2.5 * (kThreads - 1) * kIters)
+              ++bad_reads;
         }
         return;
       }
@@ -145,9 +146,9 @@ TEST_CASE("concurrency: a compiled function closing over parameters, called from
     CAPTURE(dev.str());
     Tensor w = full({8, 3}, 0.5, {.device = dev, .requires_grad = true});
     Tensor b = full({3}, 1.0, {.device = dev, .requires_grad = true});
-    CompiledFunction f = compile(
-        [&](const std::vector<Tensor>& x) { return relu(matmul(x[0], w) + b).sum(); },
-        {.name = "shared_linear", .check_graphs = true});
+    CompiledFunction f =
+        compile([&](const std::vector<Tensor>& x) { return relu(matmul(x[0], w) + b).sum(); },
+                {.name = "shared_linear", .check_graphs = true});
     Tensor x = ones({4, 8}, {.device = dev});
     constexpr int kIters = 50;
     std::atomic<int> wrong{0};
