@@ -21,6 +21,20 @@ namespace {
 
 constexpr int kThreads = 4;
 
+// Iterations per thread, times kRepeat: ThreadSanitizer sees a race in one overlap, a plain build
+// needs the threads to collide, so it runs more of them.
+#if defined(__SANITIZE_THREAD__)
+constexpr int kRepeat = 1;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr int kRepeat = 1;
+#else
+constexpr int kRepeat = 20;
+#endif
+#else
+constexpr int kRepeat = 20;
+#endif
+
 // Runs body(t) for t in [0, n) on n threads that start together; rethrows the first exception.
 void run_threads(int n, const std::function<void(int)>& body) {
   std::barrier start(n);
@@ -53,7 +67,7 @@ TEST_CASE("concurrency: threads share a leaf that requires grad, forward only") 
   for (Device dev : test_devices()) {
     CAPTURE(dev.str());
     Tensor w = full({16}, 1.5, {.device = dev, .requires_grad = true});
-    constexpr int kIters = 200;
+    constexpr int kIters = 200 * kRepeat;
     std::atomic<int> wrong{0};
     // Thread 0 runs under no_grad: grad mode is per thread, so it records no history while the
     // others do.
@@ -74,7 +88,7 @@ TEST_CASE("concurrency: threads run backward into one leaf; gradients accumulate
     CAPTURE(dev.str());
     Tensor w = full({16}, 1.5, {.device = dev, .requires_grad = true});
     Tensor b = full({16}, 0.5, {.device = dev, .requires_grad = true});
-    constexpr int kIters = 200;
+    constexpr int kIters = 200 * kRepeat;
     std::atomic<int> writers{kThreads - 1}, bad_reads{0};
     // Threads 1.. run backward; thread 0 reads .grad meanwhile: each value it sees is a whole
     // number of accumulations, never a torn or freed tensor.
@@ -113,7 +127,7 @@ TEST_CASE("concurrency: backward through one shared graph from several threads")
     Tensor x = full({16}, 2.0, {.device = dev, .requires_grad = true});
     Tensor w = full({16}, 1.0, {.device = dev, .requires_grad = true});
     Tensor h = x * w;  // its node saves x and w; every thread's backward goes through it
-    constexpr int kIters = 50;
+    constexpr int kIters = 50 * kRepeat;
     run_threads(kThreads, [&](int) {
       for (int i = 0; i < kIters; ++i) (h * 3.0).sum().backward({}, /*retain_graph=*/true);
     });
@@ -150,7 +164,7 @@ TEST_CASE("concurrency: a compiled function closing over parameters, called from
         compile([&](const std::vector<Tensor>& x) { return relu(matmul(x[0], w) + b).sum(); },
                 {.name = "shared_linear", .check_graphs = true});
     Tensor x = ones({4, 8}, {.device = dev});
-    constexpr int kIters = 50;
+    constexpr int kIters = 50 * kRepeat;
     std::atomic<int> wrong{0};
     // The threads start together, so the first calls trace and compile concurrently too.
     run_threads(kThreads, [&](int) {
