@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,9 +18,14 @@
 #include "compiler/fusion_group.h"
 #include "compiler/jit.h"
 #include "emulated_kernels.h"
+#include "plan_groups.h"
 #include "test_utils.h"
 
 using namespace minidl;
+using minidl::testing::check_on_emulator;
+using minidl::testing::GroupRun;
+using minidl::testing::Lowered;
+using minidl::testing::plan_groups;
 using minidl::testing::rel_error;
 
 namespace {
@@ -77,51 +83,6 @@ std::vector<Tensor> leaves(const std::vector<Tensor>& xs, DType dtype, Device de
   return out;
 }
 
-// A group of a plan and the inputs it receives when the plan runs.
-struct GroupRun {
-  const FusionGroup* group;
-  std::vector<Tensor> inputs;
-};
-
-// Runs g node by node (as run_graph does) keeping every value, and records each group's inputs.
-std::vector<Tensor> run_recording(const Graph& g, const std::vector<Tensor>& inputs, std::vector<GroupRun>& groups) {
-  std::vector<Tensor> env(g.values.size());
-  for (size_t i = 0; i < inputs.size(); ++i) env[g.inputs[i]] = inputs[i];
-  for (size_t v = 0; v < g.values.size(); ++v)
-    if (g.values[v].kind == ValueKind::Constant) env[v] = g.values[v].data;
-  for (const GraphNode& n : g.nodes) {
-    std::vector<Tensor> args;
-    for (ValueId v : n.inputs) args.push_back(env[v]);
-    if (const FusionGroup* fg = as_fusion_group(n)) groups.push_back({fg, args});
-    std::vector<Tensor> outs = minidl::apply(n.op, args);
-    for (size_t j = 0; j < outs.size(); ++j) env[n.outputs[j]] = outs[j];
-  }
-  return env;
-}
-
-// Every group of f's plan (forward, then backward) with the inputs it gets on a CPU call.
-std::vector<GroupRun> plan_groups(const CompiledFunction& f, const std::vector<Tensor>& x) {
-  const Plan& plan = f.plan();
-  std::vector<Tensor> in;
-  for (const Tensor& t : x) in.push_back(t.detach());
-  for (const Tensor& t : plan.captured) in.push_back(t.detach());
-  std::vector<GroupRun> groups;
-  const std::vector<Tensor> fwd = run_recording(plan.forward, in, groups);
-  if (plan.has_backward) {
-    std::vector<Tensor> bin;
-    for (const BackwardInput& b : plan.backward.inputs) {
-      if (b.kind == BackwardInput::Kind::Forward) {
-        bin.push_back(fwd.at(b.index));
-      } else {
-        const TensorMeta& m = plan.forward.meta(plan.forward.outputs.at(b.index));
-        bin.push_back(randn(m.shape).to(m.dtype));
-      }
-    }
-    run_recording(plan.backward.graph, bin, groups);
-  }
-  return groups;
-}
-
 // Same values, column-major in the last two dims: the kernel reads them through other strides.
 Tensor transposed_layout(const Tensor& t) {
   if (t.dim() < 2 || t.size(-1) == 1 || t.size(-2) == 1) return t;
@@ -129,16 +90,6 @@ Tensor transposed_layout(const Tensor& t) {
 }
 
 // ============================================================================ the emulated check
-
-// A lowered group ready to run: its kernel, its arguments and the op-by-op reference.
-struct Lowered {
-  std::string what;
-  codegen::GeneratedKernel kernel;
-  long long blocks = 0;
-  std::vector<Tensor> inputs;  // the group's, then the constants the kernel reads
-  std::vector<Tensor> expected;
-  double tol = 0;
-};
 
 // Largest relative error of a kernel against op by op. float32: the two differ by the order of
 // the row sums. 16-bit: op by op rounds every intermediate (up to ~8 in these groups) to 11 or
@@ -165,44 +116,16 @@ std::vector<Lowered> lower_cases(DType dtype) {
       const Graph& body = run.group->body();
       INFO(body.name << ": " << run.group->attrs());
       std::vector<Tensor> in;
-      std::vector<Strides> strides;
-      for (size_t i = 0; i < run.inputs.size(); ++i) {
+      for (size_t i = 0; i < run.inputs.size(); ++i)
         in.push_back(i % 2 ? transposed_layout(run.inputs[i]) : run.inputs[i]);
-        strides.push_back(in.back().strides());
-      }
-      codegen::LoweredGroup l = codegen::lower_group(*run.group, strides);
-      REQUIRE_MESSAGE(l.program.has_value(), "not lowered: " << l.reason);
-      Lowered lw{body.name + " (" + run.group->attrs() + ")", codegen::generate_fused(*l.program), 0, in,
-                 run_graph(body, in), tolerance(dtype)};
-      lw.blocks = (codegen::fused_rows(*l.program) + lw.kernel.tile - 1) / lw.kernel.tile;
-      for (const Tensor& t : l.constants) lw.inputs.push_back(t);
-      out.push_back(std::move(lw));
+      std::string reason;
+      std::optional<Lowered> lw =
+          testing::lower_for_emulator(*run.group, in, body.name + " (" + run.group->attrs() + ")", tolerance(dtype), &reason);
+      REQUIRE_MESSAGE(lw.has_value(), "not lowered: " << reason);
+      out.push_back(std::move(*lw));
     }
   }
   return out;
-}
-
-// Runs every lowered group on the emulator (one build for all) and compares with op by op.
-void check_on_emulator(const std::vector<Lowered>& groups) {
-  std::vector<codegen::GeneratedKernel> ks;
-  for (const Lowered& l : groups) ks.push_back(l.kernel);
-  const testing::EmulatedKernels emu(ks);
-  for (size_t i = 0; i < groups.size(); ++i) {
-    const Lowered& l = groups[i];
-    INFO(l.what);
-    FusedArgs args{};
-    for (size_t j = 0; j < l.inputs.size(); ++j) args.in[j] = l.inputs[j].data_ptr();
-    std::vector<Tensor> outs;
-    for (const Tensor& e : l.expected) {
-      outs.push_back(full(e.shape(), NAN, {.dtype = e.dtype()}));  // what is not written fails
-      args.out[outs.size() - 1] = outs.back().data_ptr();
-    }
-    emu.run(i, l.blocks, &args);
-    for (size_t j = 0; j < outs.size(); ++j) {
-      const double err = rel_error(outs[j], l.expected[j]);
-      CHECK_MESSAGE(err <= l.tol, "output " << j << ": relative error " << err);
-    }
-  }
 }
 
 }  // namespace

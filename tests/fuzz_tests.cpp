@@ -4,6 +4,9 @@
 // case runs its program eagerly and compiled and compares the outputs and the gradients of every
 // input that requires grad, and checks that the attention spellings fused and the near-misses
 // did not. A failure prints the case's seed, the program and the line that replays it.
+// A third test lowers the fusion groups of fuzzed programs' plans to generated kernels, compiles
+// them with NVRTC (CUDA builds, no GPU needed) and runs them on the CPU emulator of CUDA against
+// op-by-op evaluation: the CUDA codegen path, checked without a GPU.
 // MINIDL_FUZZ_SEED and MINIDL_FUZZ_CASES (docs/env_vars.md) choose the cases.
 #include <algorithm>
 #include <chrono>
@@ -17,6 +20,8 @@
 #include <vector>
 
 #include "compiler/compile.h"
+#include "compiler/jit.h"
+#include "plan_groups.h"
 #include "test_utils.h"
 
 using namespace minidl;
@@ -1103,4 +1108,52 @@ TEST_CASE("fuzz: compiled against eager on the CPU, forward and backward") {
 TEST_CASE("cuda: fuzz compiled against eager") {
   if (!minidl::testing::gpu_or_skip("cuda fuzz")) return;
   fuzz({kCUDA, "cuda: fuzz*", true, 1000});
+}
+
+TEST_CASE("fuzz: generated kernels of fuzzed fusion groups match op by op (NVRTC, emulator)") {
+  if (!testing::emulator_or_skip("fuzz: generated kernels")) return;
+  const uint64_t base = env_u64("MINIDL_FUZZ_SEED", 12);
+  const uint64_t cases = env_u64("MINIDL_FUZZ_CASES", 60);  // one emulator build of them all
+  const Config cfg{kCPU, "fuzz: generated*", true, cases};
+  std::vector<testing::Lowered> groups;
+  size_t untranslated = 0;
+  for (uint64_t seed = base; seed < base + cases; ++seed) {
+    const Program p = ProgramGenerator(seed, cfg).make();
+    // named by seed: the kernels of one emulator build need distinct names
+    CompiledFunction f = compile([&p](const std::vector<Tensor>& x) { return p.run(x); },
+                                 {.name = fmt::format("fuzz{}", seed), .check_graphs = true});
+    const std::vector<Tensor> x = p.make_inputs(kCPU);
+    f(x);
+    manual_seed(seed);  // the cotangents plan_groups draws
+    for (const testing::GroupRun& run : testing::plan_groups(f, x)) {
+      const std::string what = fmt::format(
+          "{} ({}) of the program below\n{}replay: MINIDL_FUZZ_SEED={} MINIDL_FUZZ_CASES=1 "
+          "build/tests/minidl_tests -tc='{}'",
+          run.group->body().name, run.group->attrs(), p.str(), seed, cfg.test_pattern);
+      double tol = 0;  // of its least precise output (a Bool output must match exactly)
+      for (const TensorMeta& m : run.group->body().metas(run.group->body().outputs))
+        tol = std::max(tol, tolerance(m.dtype));
+      std::string reason;
+      std::optional<testing::Lowered> l =
+          testing::lower_for_emulator(*run.group, run.inputs, what, tol, &reason);
+      if (l)
+        groups.push_back(std::move(*l));
+      else
+        ++untranslated;
+    }
+  }
+  MESSAGE(fmt::format("{} programs: {} fusion groups lowered, {} left op by op", cases,
+                      groups.size(), untranslated));
+  REQUIRE(!groups.empty());
+#if MINIDL_WITH_CUDA
+  const auto opts = jit::compile_options("sm_90");
+  for (const testing::Lowered& l : groups) {
+    INFO(l.what);
+    CHECK(jit::compile_cubin(l.kernel.name, l.kernel.source, opts)
+              .compare(0, 4,
+                       "\x7f"
+                       "ELF") == 0);
+  }
+#endif
+  testing::check_on_emulator(groups, error_of);
 }
