@@ -62,6 +62,7 @@ struct Input {
   std::function<Tensor(const Tensor&)> make_view;
   std::vector<double> data;  // of base, row-major
   bool requires_grad = false;
+  int alias = -1;  // or: the same tensor as this earlier input is passed again
 };
 
 struct Program {
@@ -71,7 +72,8 @@ struct Program {
   std::vector<Step> steps;  // value %i is steps[i]
   std::vector<Input> inputs;
   std::vector<int> outputs;
-  int fused_attention = -1;  // forward fused_attention nodes the plan must have (-1: unchecked)
+  std::vector<Tensor> params;  // captured tensors requiring grad
+  int fused_attention = -1;    // forward fused_attention nodes the plan must have (-1: unchecked)
 
   std::vector<Tensor> run(const std::vector<Tensor>& in) const {
     std::vector<Tensor> vals;
@@ -93,6 +95,10 @@ struct Program {
   std::vector<Tensor> make_inputs(Device device) const {
     std::vector<Tensor> out;
     for (const Input& in : inputs) {
+      if (in.alias >= 0) {
+        out.push_back(out[in.alias]);
+        continue;
+      }
       const Tensor base = tensor_of(in.data, in.base, dtype, device);
       out.push_back(in.make_view(base).detach().requires_grad_(in.requires_grad));
     }
@@ -111,6 +117,7 @@ struct Program {
         const Input& in = inputs[st.input];
         text = fmt::format("input x{}{}", st.input, in.requires_grad ? " requires_grad" : "");
         if (!in.view.empty()) text += fmt::format(" = base {}{}", shape_str(in.base), in.view);
+        if (in.alias >= 0) text += fmt::format(" (the tensor x{} again)", in.alias);
       }
       s += fmt::format("  %{} = {} : {}\n", i, text, shape_str(st.shape));
     }
@@ -196,6 +203,20 @@ class ProgramGenerator {
 
   // A new input of `s`, often passed as a strided view (transposed, permuted or sliced).
   int input(const Shape& s, double scale = 1.0, double p_grad = 0.6) {
+    if (coin(0.04))  // the tensor of an earlier input of this shape, passed twice
+      for (const Step& st : p_.steps)
+        if (st.input >= 0 && st.shape == s && p_.inputs[st.input].alias < 0 && scale == 1.0) {
+          Input again;
+          again.alias = st.input;
+          again.requires_grad = p_.inputs[st.input].requires_grad;
+          p_.inputs.push_back(std::move(again));
+          Step a;
+          a.input = static_cast<int>(p_.inputs.size()) - 1;
+          a.shape = s;
+          p_.steps.push_back(std::move(a));
+          bound_.push_back(4);
+          return static_cast<int>(p_.steps.size()) - 1;
+        }
     Input in;
     in.requires_grad = coin(p_grad);
     in.base = s;
@@ -235,10 +256,17 @@ class ProgramGenerator {
   double normal() { return std::normal_distribution<double>(0, 1)(rng_); }
 
   // A constant of `s` (fixed when the program is made; a traced program sees it as a constant).
+  // Sometimes a parameter instead: a tensor read from the closure that requires grad, which
+  // compile() makes an input of the plan (and which gets a gradient).
   int constant(const Shape& s) {
     std::vector<double> data;
     for (int64_t i = 0; i < numel(s); ++i) data.push_back(normal());
-    const Tensor c = tensor_of(data, s, p_.dtype, cfg_.device);
+    Tensor c = tensor_of(data, s, p_.dtype, cfg_.device);
+    if (coin(0.3)) {
+      p_.params.push_back(c.requires_grad_(true));
+      return add({}, fmt::format("parameter p{}", p_.params.size() - 1), s, 4,
+                 [c](const std::vector<Tensor>&) { return c; });
+    }
     return add({}, "constant", s, 4, [c](const std::vector<Tensor>&) { return c; });
   }
 
@@ -828,6 +856,7 @@ class ProgramGenerator {
       if (m == "mask computed at run time") {
         const int mi = input(fill_ms, 1.0, 0.0);
         Input& in = p_.inputs.back();
+        in.alias = -1;      // its own tensor,
         in.base = fill_ms;  // contiguous, so that key 0 is every nk-th element
         in.view.clear();
         in.make_view = [](const Tensor& t) { return t; };
@@ -969,7 +998,7 @@ double tolerance(DType t) {
 
 struct Results {
   std::vector<Tensor> outputs, grads;  // grads: one per input requiring grad (zeros if none flowed)
-  std::vector<size_t> grad_of;         // the input each gradient is of
+  std::vector<std::string> grad_of;    // what each gradient is of ("x2", "p0")
 };
 
 Results evaluate(const Program& p, const CompiledFunction* f, Device device,
@@ -981,7 +1010,9 @@ Results evaluate(const Program& p, const CompiledFunction* f, Device device,
   for (size_t i = 0; i < r.outputs.size(); ++i)
     if (r.outputs[i].requires_grad()) roots.push_back(r.outputs[i]), gs.push_back(cotangents[i]);
   for (size_t i = 0; i < in.size(); ++i)
-    if (in[i].requires_grad()) wrt.push_back(in[i]), r.grad_of.push_back(i);
+    if (in[i].requires_grad()) wrt.push_back(in[i]), r.grad_of.push_back(fmt::format("x{}", i));
+  for (size_t i = 0; i < p.params.size(); ++i)
+    wrt.push_back(p.params[i]), r.grad_of.push_back(fmt::format("p{}", i));
   if (!roots.empty() && !wrt.empty()) r.grads = grad(roots, wrt, gs);
   for (size_t i = 0; i < r.grads.size(); ++i)
     if (!r.grads[i].defined()) r.grads[i] = zeros_like(wrt[i]);
@@ -1042,7 +1073,7 @@ std::string run_case(uint64_t seed, const Config& cfg, double* worst, Program* p
       why = fmt::format("compiled gives {} gradients, eager {}", compiled.grads.size(),
                         eager.grads.size());
     for (size_t i = 0; i < eager.grads.size() && why.empty(); ++i)
-      why = compare(fmt::format("gradient of x{}", eager.grad_of[i]), compiled.grads[i],
+      why = compare(fmt::format("gradient of {}", eager.grad_of[i]), compiled.grads[i],
                     eager.grads[i], worst);
     if (why.empty() && p.fused_attention >= 0 &&
         static_cast<int>(f.graph().count("fused_attention")) != p.fused_attention)
@@ -1084,6 +1115,10 @@ void fuzz(const Config& cfg) {
     const std::string dt = dtype_name(p.dtype);
     worst[dt] = std::max(worst[dt], {w, seed});
     ++kinds[p.kind.substr(0, p.kind.find(','))];
+    if (!p.params.empty()) ++kinds["with parameters"];
+    if (std::any_of(p.inputs.begin(), p.inputs.end(),
+                    [](const Input& in) { return in.alias >= 0; }))
+      ++kinds["with a tensor passed twice"];
     if (why.empty()) continue;
     if (++failures <= 5)
       FAIL_CHECK(
@@ -1096,9 +1131,9 @@ void fuzz(const Config& cfg) {
   for (const auto& [dt, w] : worst)
     summary += fmt::format(" {} {:.2f} (seed {})", dt, w.first, w.second);
   std::string counts;
-  for (const auto& [k, n] : kinds) counts += fmt::format(" {} {}", k, n);
+  for (const auto& [k, n] : kinds) counts += fmt::format("{} {}, ", k, n);
   MESSAGE(
-      fmt::format("{} fuzz cases on {} (seeds {}..{}) in {:.1f} s, {} failed; kinds:{}; "
+      fmt::format("{} fuzz cases on {} (seeds {}..{}) in {:.1f} s, {} failed; {}"
                   "worst error / tolerance:{}",
                   cases, cfg.device.str(), base, base + cases - 1, s, failures, counts, summary));
   CHECK(failures == 0);
