@@ -201,7 +201,8 @@ class ProgramGenerator {
     return static_cast<int>(p_.steps.size()) - 1;
   }
 
-  // A new input of `s`, often passed as a strided view (transposed, permuted or sliced).
+  // A new input of `s`, often passed as a strided view (transposed, permuted, sliced or
+  // broadcast).
   int input(const Shape& s, double scale = 1.0, double p_grad = 0.6) {
     if (coin(0.04))  // the tensor of an earlier input of this shape, passed twice
       for (const Step& st : p_.steps)
@@ -243,6 +244,11 @@ class ProgramGenerator {
       in.make_view = [d, start, end, step](const Tensor& t) {
         return t.slice(d, start, end, step);
       };
+    } else if (r >= 1 && how < 0.5) {  // a broadcast: dims of stride 0
+      for (auto& x : in.base)
+        if (coin()) x = 1;
+      in.view = ".expand" + shape_str(s);
+      in.make_view = [s](const Tensor& t) { return t.expand(s); };
     }
     for (int64_t i = 0; i < numel(in.base); ++i) in.data.push_back(normal() * scale);
     p_.inputs.push_back(std::move(in));
