@@ -1202,6 +1202,23 @@ TEST_CASE("op softmax and log_softmax") {
   CHECK(log_softmax(big, 0).to_vector<float>()[0] == doctest::Approx(-1.3132616875));
 }
 
+TEST_CASE("op softmax, log_softmax and their backward keep float32's digits on rows of 1048577") {
+  manual_seed(21);
+  const Tensor x = randn({1, 1048577}, {.dtype = kFloat64}) * 3.0, g = randn({1, 1048577}, {.dtype = kFloat64});
+  const Tensor x32 = x.to(kFloat32), g32 = g.to(kFloat32);
+  const Tensor x64 = x32.to(kFloat64), g64 = g32.to(kFloat64);
+  for (Device dev : test_devices())
+    for (bool log : {false, true}) {
+      const std::string op = std::string(log ? "log_softmax" : "softmax") + " on " + dev.str();
+      CAPTURE(op);
+      auto f = [log](const Tensor& t) { return log ? log_softmax(t, -1) : softmax(t, -1); };
+      const Tensor y = f(x32.to(dev)), y64 = f(x64);
+      CHECK(minidl::testing::rel_error(y, y64) <= 3e-5);
+      const Tensor gx = softmax_backward(g32.to(dev), y, -1, log);
+      CHECK(minidl::testing::rel_error(gx, softmax_backward(g64, y64, -1, log)) <= 3e-5);
+    }
+}
+
 TEST_CASE("op layer_norm with and without affine") {
   struct Spec {
     Arg x;

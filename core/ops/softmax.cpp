@@ -39,15 +39,16 @@ std::vector<Tensor> Softmax::eval_cpu(const std::vector<Tensor>& in) {
         C m = -INFINITY;
         for (int64_t j = 0; j < n; ++j) m = std::max<C>(m, static_cast<C>(src[base + j * inner]));
         if (m == -INFINITY) m = 0;  // a fully masked row: exp gives 0s, not NaNs from inf - inf
-        C s = 0;
+        // Sums accumulate in double, so long float32 rows keep their digits.
+        double s = 0;
         for (int64_t j = 0; j < n; ++j) s += std::exp(static_cast<C>(src[base + j * inner]) - m);
         if (log) {
           // (x - m) - log s: forming m + log s first would round away the digits of x - m.
-          const C ls = std::log(s);
+          const C ls = static_cast<C>(std::log(s));
           for (int64_t j = 0; j < n; ++j)
             dst[base + j * inner] = scalar_t((static_cast<C>(src[base + j * inner]) - m) - ls);
         } else {
-          const C inv = C(1) / s;
+          const C inv = static_cast<C>(1.0 / s);
           for (int64_t j = 0; j < n; ++j)
             dst[base + j * inner] = scalar_t(std::exp(static_cast<C>(src[base + j * inner]) - m) * inv);
         }
@@ -101,15 +102,16 @@ std::vector<Tensor> SoftmaxBackward::eval_cpu(const std::vector<Tensor>& in) {
     cpu::parallel_for(rows, n * 6, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         const int64_t base = (r / inner) * n * inner + r % inner;
-        C dot = 0;
+        double dot = 0;  // in double, as the forward's sum
         for (int64_t j = 0; j < n; ++j) {
           const int64_t i = base + j * inner;
           dot += log ? static_cast<C>(pg[i]) : static_cast<C>(pg[i]) * static_cast<C>(py[i]);
         }
+        const C d = static_cast<C>(dot);
         for (int64_t j = 0; j < n; ++j) {
           const int64_t i = base + j * inner;
           const C gi = static_cast<C>(pg[i]), yi = static_cast<C>(py[i]);
-          dst[i] = scalar_t(log ? gi - std::exp(yi) * dot : yi * (gi - dot));
+          dst[i] = scalar_t(log ? gi - std::exp(yi) * d : yi * (gi - d));
         }
       }
     });
