@@ -6,15 +6,26 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compiler/codegen/device/kernel_params.h"
 #include "compiler/codegen/fusion.h"
+#include "compiler/codegen/kernel.h"
 #include "compiler/codegen/lower_group.h"
 #include "compiler/compile.h"
 #include "compiler/fusion_group.h"
+#include "compiler/graph.h"
+#include "compiler/passes/passes.h"
+#include "compiler/plan.h"
+#include "core/ops.h"
+#include "core/primitive.h"
+#include "core/shape.h"
+#include "core/tensor.h"
 #include "emulated_kernels.h"
 #include "test_utils.h"
 
