@@ -332,10 +332,12 @@ class ProgramGenerator {
       return add({x}, "pow(" + v(x) + ", 2)", shape_of(x), b * b,
                  [](const std::vector<Tensor>& a) { return pow(a[0], 2.0); });
     if (name == "cast") {  // a round trip through another float type
-      // (not a 16-bit one on CUDA, where a last-bit difference upstream can round differently)
-      const DType via = p_.dtype != kFloat32    ? kFloat32
-                        : cfg_.device.is_cuda() ? kFloat64
-                                                : pick<DType>({kFloat64, kFloat16, kBFloat16});
+      // (a 16-bit one only where compiled computes bit for bit what eager does: on the CPU,
+      // without fused attention; a last-bit difference upstream can round differently)
+      const bool exact = cfg_.device.is_cpu() && p_.kind == "chain";
+      const DType via = p_.dtype != kFloat32 ? kFloat32
+                        : exact              ? pick<DType>({kFloat64, kFloat16, kBFloat16})
+                                             : kFloat64;
       const DType back = p_.dtype;
       return add({x}, fmt::format("{}.to({}).to({})", v(x), dtype_name(via), dtype_name(back)),
                  shape_of(x), b,
@@ -986,7 +988,10 @@ class ProgramGenerator {
   int floor_ = 0;              // binary ops read no earlier value than this
 };
 
-// Relative error allowed between compiled and eager results of dtype t.
+// Relative error allowed between compiled and eager results of dtype t. 16-bit: eager rounds
+// every intermediate (attention's scores and probabilities, the projections feeding them) to
+// 11 or 8 significant bits where fused attention and generated kernels keep float; in bfloat16
+// the gradients of projected attention differ by up to 0.1 (seed 9929).
 double tolerance(DType t) {
   switch (t) {
     case kFloat64:
@@ -996,7 +1001,7 @@ double tolerance(DType t) {
     case kFloat16:
       return 2e-2;
     case kBFloat16:
-      return 1e-1;
+      return 1.5e-1;
     default:
       return 0;
   }
