@@ -990,8 +990,9 @@ class ProgramGenerator {
 
 // Relative error allowed between compiled and eager results of dtype t. 16-bit: eager rounds
 // every intermediate (attention's scores and probabilities, the projections feeding them) to
-// 11 or 8 significant bits where fused attention and generated kernels keep float; in bfloat16
-// the gradients of projected attention differ by up to 0.1 (seed 9929).
+// 11 or 8 significant bits where fused attention and generated kernels keep float: the
+// gradients of projected attention's weights differ by up to 0.025 in float16 (seed 23496) and
+// 0.1 in bfloat16 (seed 9929).
 double tolerance(DType t) {
   switch (t) {
     case kFloat64:
@@ -999,7 +1000,7 @@ double tolerance(DType t) {
     case kFloat32:
       return 2e-4;
     case kFloat16:
-      return 2e-2;
+      return 3e-2;
     case kBFloat16:
       return 1.5e-1;
     default:
@@ -1159,7 +1160,8 @@ void fuzz(const Config& cfg) {
 }  // namespace
 
 TEST_CASE("fuzz: compiled against eager on the CPU, forward and backward") {
-  fuzz({kCPU, "fuzz*", false, 4000});  // a few seconds
+  // Half a minute. (Seed 32126 among them found the fusion cycle of compiler/passes/fusion.cpp.)
+  fuzz({kCPU, "fuzz*", false, 35000});
 }
 
 TEST_CASE("cuda: fuzz compiled against eager") {
