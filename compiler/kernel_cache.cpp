@@ -184,7 +184,8 @@ void KernelCache::write_entry(const std::string& path, const std::string& key, c
   std::error_code ec;
   fs::create_directories(config_.dir, ec);
   if (ec) {
-    return disk_unwritable(fmt::format("[kernel cache] cannot create {}: {}", config_.dir, ec.message()));
+    return disk_unwritable(
+        fmt::format("[kernel cache] cannot write to {}: {}", config_.dir, ec.message()));
   }
   std::string entry(kMagic, sizeof kMagic);
   append_pod(entry, static_cast<uint32_t>(key.size()));
