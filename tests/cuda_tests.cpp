@@ -99,9 +99,9 @@ TEST_CASE("cuda: row kernel layout and shared memory (host)") {
   CHECK(p.opt_in);
   // On a card that cannot opt in beyond 48 KB the same rows are read twice instead.
   CHECK_FALSE(plan_rows(2, 3001, 1, 16, 2048, 48 * 1024).cached);
-  const int64_t lengths[] = {1,    2,    7,     31,    32,    127,     128,          1000,
-                             1024, 2999, 3001,  3072,  6144,  6145,    12288,        24577,
-                             65537, 1048577, int64_t{1} << 40};
+  const int64_t big = int64_t{1} << 40;
+  const int64_t lengths[] = {1,    2,    7,    31,   32,    127,   128,   1000,    1024, 2999,
+                             3001, 3072, 6144, 6145, 12288, 24577, 65537, 1048577, big};
   for (int64_t n : lengths) {
     for (size_t bytes : {0, 2, 4, 8, 16, 32})
       for (int V : {1, 2, 4, 8})
@@ -117,7 +117,8 @@ TEST_CASE("cuda: row kernel layout and shared memory (host)") {
             const cuda::RowPlan r = plan_rows(rows, n, V, bytes, static_smem, optin);
             CHECK(r.threads_per_row * r.rows_per_block <= cuda::kRowThreads);
             CHECK(r.blocks * r.rows_per_block >= rows);
-            const size_t want = static_cast<size_t>(r.rows_per_block) * static_cast<size_t>(n) * bytes;
+            const size_t want =
+                static_cast<size_t>(r.rows_per_block) * static_cast<size_t>(n) * bytes;
             const bool fits =
                 bytes > 0 && want <= cuda::kRowCacheBytes && static_smem + want <= optin;
             CHECK(r.cached == fits);
@@ -725,8 +726,8 @@ TEST_CASE("cuda: row ops at every row length and dtype") {
       check_gpu(name("layer_norm backward (bias)"), grad_of(ln, 2), {x, w, b, g}, tol * 4);
       check_gpu(name("layer_norm without affine backward"), grad_of(ln_plain), {x, g}, tol * 4);
       check_gpu(name("cross_entropy"), ce, {x, target}, tol);
-      check_gpu(name("cross_entropy backward"), grad_of(ce), {x, target, full({}, 1.5, {.dtype = t})},
-                tol * 2);
+      check_gpu(name("cross_entropy backward"), grad_of(ce),
+                {x, target, full({}, 1.5, {.dtype = t})}, tol * 2);
     }
 }
 

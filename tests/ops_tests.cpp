@@ -1133,8 +1133,8 @@ TEST_CASE("op mean and var of 16-bit rows whose sum and length exceed float16's 
         const std::vector<double> g = got.to_vector<double>();
         REQUIRE(g.size() == want.size());
         for (size_t i = 0; i < g.size(); ++i)
-          CHECK_MESSAGE(std::abs(g[i] - want[i]) <= tol * std::abs(want[i]), std::string(what), " [", i,
-                        "]: ", g[i], " vs ", want[i]);
+          CHECK_MESSAGE(std::abs(g[i] - want[i]) <= tol * std::abs(want[i]), std::string(what),
+                        " [", i, "]: ", g[i], " vs ", want[i]);
       };
       Tensor x = from_vector<double>(v, {2, n}).to(t).to(dev).requires_grad_();
       near(mean(x, {1}), {3, 3}, "mean");
@@ -1204,7 +1204,8 @@ TEST_CASE("op softmax and log_softmax") {
 
 TEST_CASE("op softmax, log_softmax and their backward keep float32's digits on rows of 1048577") {
   manual_seed(21);
-  const Tensor x = randn({1, 1048577}, {.dtype = kFloat64}) * 3.0, g = randn({1, 1048577}, {.dtype = kFloat64});
+  const Tensor x = randn({1, 1048577}, {.dtype = kFloat64}) * 3.0,
+               g = randn({1, 1048577}, {.dtype = kFloat64});
   const Tensor x32 = x.to(kFloat32), g32 = g.to(kFloat32);
   const Tensor x64 = x32.to(kFloat64), g64 = g32.to(kFloat64);
   for (Device dev : test_devices())

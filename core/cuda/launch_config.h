@@ -32,13 +32,15 @@ constexpr size_t kDefaultSmemBytes = 48 * 1024;
 struct RowPlan {
   int threads_per_row = 0, rows_per_block = 0;  // block (threads_per_row, rows_per_block)
   int64_t blocks = 0;                           // grid (the kernels loop over row blocks)
-  bool cached = false;  // the block keeps its rows in dynamic shared memory
+  bool cached = false;                          // the block keeps its rows in dynamic shared memory
   size_t smem = 0;      // dynamic shared memory bytes: rows_per_block rows when cached, else 0
   bool opt_in = false;  // static + dynamic shared memory exceed kDefaultSmemBytes
 };
 
 /// Whether a row kernel may use V-element accesses: n % V == 0 and every pointer `aligned`.
-inline bool row_vectorized(int64_t n, int V, bool aligned) { return V > 1 && n % V == 0 && aligned; }
+inline bool row_vectorized(int64_t n, int V, bool aligned) {
+  return V > 1 && n % V == 0 && aligned;
+}
 
 // NOTE [Row cache]
 // A row kernel that reads its row twice (softmax, its backward, layer_norm) keeps it in dynamic

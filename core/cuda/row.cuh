@@ -36,8 +36,9 @@ inline RowKernelSmem row_kernel_smem(const void* kernel, int device, bool opt_in
     int optin = 0;
     MINIDL_CUDA_CHECK(
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), op);
-    it = entries.insert({{kernel, device}, {{a.sharedSizeBytes, static_cast<size_t>(optin)}, false}})
-             .first;
+    it =
+        entries.insert({{kernel, device}, {{a.sharedSizeBytes, static_cast<size_t>(optin)}, false}})
+            .first;
   }
   Entry& e = it->second;
   if (opt_in && !e.opted_in) {

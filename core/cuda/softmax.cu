@@ -189,8 +189,8 @@ void launch_softmax_backward(const Tensor& g, const Tensor& y, const Tensor& gx,
                                                                           s.inner);
     return;
   }
-  const bool vec = row_vectorized(s.n, V,
-                                  is_aligned(pg, 16) && is_aligned(py, 16) && is_aligned(pgx, 16));
+  const bool vec =
+      row_vectorized(s.n, V, is_aligned(pg, 16) && is_aligned(py, 16) && is_aligned(pgx, 16));
   auto launch = [&](auto cached, auto plain, int v) {
     launch_rows(cached, plain, s.outer, s.n, v, 2 * sizeof(T), device, stream, op, pg, py, pgx,
                 s.outer, s.n);
