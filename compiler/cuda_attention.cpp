@@ -158,7 +158,10 @@ const jit::LoadedKernel& kernel_for(Kind kind, const codegen::AttentionSpec& s) 
                   s.split ? codegen::split_tiles_name(*s.split) : "default", device);
   std::lock_guard<std::mutex> lock(mu);
   if (auto it = memo.find(key); it != memo.end()) return *it->second;
-  const jit::LoadedKernel& k = jit::load(generate(kind, s));
+  // Named, not a temporary argument: g++ 13's -Wdangling-reference takes a reference returned
+  // by a call with a temporary argument for one into it (load returns the process's copy).
+  const codegen::GeneratedKernel source = generate(kind, s);
+  const jit::LoadedKernel& k = jit::load(source);
   memo.emplace(key, &k);
   return k;
 }
@@ -225,7 +228,8 @@ AttentionGrads fused_attention_backward(const Tensor& q, const Tensor& k, const 
     MINIDL_CUDA_CHECK(cudaMemsetAsync(dq32.data_ptr(), 0, dq32.nbytes(), current_stream(device)), op);
   if (B > 0 && nq > 0 && nk > 0 && d > 0) {
     const bool unit = unit_d_stride({&q, &k, &v, &o, &dout});
-    const jit::LoadedKernel& delta_k = kernel_for(Kind::Delta, spec_for(Kind::Delta, d, q.dtype(), scale, causal, unit));
+    const codegen::AttentionSpec delta_spec = spec_for(Kind::Delta, d, q.dtype(), scale, causal, unit);
+    const jit::LoadedKernel& delta_k = kernel_for(Kind::Delta, delta_spec);
     const codegen::AttentionSpec spec =
         fit_tiles_to_grid(spec_for(Kind::Backward, d, q.dtype(), scale, causal, unit), Kind::Backward, B, nk, device);
     const jit::LoadedKernel& main_k = kernel_for(Kind::Backward, spec);

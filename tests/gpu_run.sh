@@ -2,7 +2,7 @@
 # Builds and checks minidl on a GPU machine in one go, logging everything under OUTDIR:
 #   bash tests/gpu_run.sh [--sanitize] [--no-build] OUTDIR [path/to/torch_attention.py]
 # 1. configures a CUDA build in a fresh folder (MINIDL_GPU_BUILD_DIR, default build-gpu) and
-#    builds it with -j16;
+#    builds it with -j16, warnings as errors (the GPU image's g++ 13 is checked here);
 # 2. runs the whole ctest suite (GPU cases included);
 # 3. runs `minidl-bench ops` (kernel GB/s beside copy bandwidth, matmul beside cuBLAS, eager
 #    attention);
@@ -61,7 +61,7 @@ if [[ $build_fresh -eq 1 ]]; then
   command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
   # -lineinfo only adds line tables (same machine code): compute-sanitizer reports source lines.
   if ! step "configure" configure.log 600 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DMINIDL_CUDA=ON -DMINIDL_BUILD_EXAMPLES=OFF -DCMAKE_CUDA_FLAGS=-lineinfo "${launcher[@]}"; then
+      -DMINIDL_CUDA=ON -DMINIDL_BUILD_EXAMPLES=OFF -DMINIDL_WERROR=ON -DCMAKE_CUDA_FLAGS=-lineinfo "${launcher[@]}"; then
     echo "gpu_run.sh: configure failed, see $out/configure.log" >&2
     tail -30 "$out/configure.log" >&2
     exit 1
