@@ -10,6 +10,7 @@
 // MINIDL_FUZZ_SEED and MINIDL_FUZZ_CASES (docs/env_vars.md) choose the cases.
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -1107,7 +1108,13 @@ std::string run_case(uint64_t seed, const Config& cfg, double* worst, Program* p
 
 uint64_t env_u64(const char* name, uint64_t fallback) {
   const char* s = std::getenv(name);
-  return s && *s ? std::strtoull(s, nullptr, 0) : fallback;
+  if (!s) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const uint64_t v = std::strtoull(s, &end, 0);
+  // A value that does not parse must not run zero cases and pass.
+  if (!*s || *end || errno || *s == '-') FAIL(fmt::format("{}='{}' is not a non-negative integer", name, s));
+  return v;
 }
 
 void fuzz(const Config& cfg) {
