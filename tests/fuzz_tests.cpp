@@ -9,8 +9,8 @@
 // op-by-op evaluation: the CUDA codegen path, checked without a GPU.
 // MINIDL_FUZZ_SEED and MINIDL_FUZZ_CASES (docs/env_vars.md) choose the cases.
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -1113,7 +1113,9 @@ uint64_t env_u64(const char* name, uint64_t fallback) {
   errno = 0;
   const uint64_t v = std::strtoull(s, &end, 0);
   // A value that does not parse must not run zero cases and pass.
-  if (!*s || *end || errno || *s == '-') FAIL(fmt::format("{}='{}' is not a non-negative integer", name, s));
+  if (!*s || *end || errno || *s == '-') {
+    FAIL(fmt::format("{}='{}' is not a non-negative integer", name, s));
+  }
   return v;
 }
 
