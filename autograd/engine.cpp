@@ -4,9 +4,10 @@
 #include <queue>
 #include <unordered_map>
 
-#include "autograd/grad_mode.h"
 #include "autograd/node.h"
-#include "core/log.h"
+#include "base/log.h"
+#include "core/autograd_hook.h"
+#include "core/grad_mode.h"
 #include "core/ops.h"
 
 namespace minidl {
@@ -142,6 +143,11 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
     capture.push_back(gradient_edge(x));
   }
   return execute(edges, std::move(g), retain_graph || create_graph, create_graph, &capture);
+}
+
+void autograd_hook::backward(const Tensor& root, const Tensor& gradient, bool retain_graph,
+                             bool create_graph) {
+  run_backward({root}, {gradient}, retain_graph, create_graph);
 }
 
 }  // namespace minidl

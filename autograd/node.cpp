@@ -1,11 +1,11 @@
 #include "autograd/node.h"
 
-#include <array>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
 
-#include "autograd/grad_mode.h"
+#include "core/autograd_hook.h"
+#include "core/grad_mode.h"
 #include "core/ops.h"
 
 namespace minidl {
@@ -121,12 +121,6 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor> grads) {
   return {};
 }
 
-std::mutex& autograd_mutex(const TensorImpl* t) {
-  static auto* mutexes = new std::array<std::mutex, 64>();  // leaked: tensors may outlive statics
-  const auto h = (reinterpret_cast<uintptr_t>(t) >> 4) * 0x9e3779b97f4a7c15ull;  // Fibonacci hash
-  return (*mutexes)[h >> 58];
-}
-
 Edge gradient_edge(const Tensor& t) {
   TensorImpl* i = t.impl();
   if (i->grad_fn) return {i->grad_fn, i->output_nr};
@@ -149,5 +143,13 @@ void set_history(const std::vector<Tensor>& outputs, const std::shared_ptr<Node>
     node->output_meta.push_back(outputs[j].meta());
   }
 }
+
+// core records history through this seam (core/autograd_hook.h).
+void autograd_hook::record(const PrimitivePtr& p, const std::vector<Tensor>& inputs,
+                           const std::vector<Tensor>& outputs) {
+  set_history(outputs, std::make_shared<PrimitiveNode>(p, inputs, outputs));
+}
+
+std::string autograd_hook::node_name(const Node& node) { return node.name(); }
 
 }  // namespace minidl

@@ -100,9 +100,6 @@ class AccumulateGrad : public Node {
 /// (created on first use, once for all threads). Invalid if t does not require grad.
 Edge gradient_edge(const Tensor& t);
 
-/// The mutex guarding t's grad and grad_accumulator (NOTE [Autograd and threads]).
-std::mutex& autograd_mutex(const TensorImpl* t);
-
 /// Makes `outputs` the outputs of node (sets grad_fn and output_nr, fills output_meta).
 void set_history(const std::vector<Tensor>& outputs, const std::shared_ptr<Node>& node);
 

@@ -17,7 +17,7 @@
 #include "bench/args.h"
 #include "bench/bench.h"
 #include "compiler/kernel_cache.h"
-#include "core/minidl.h"
+#include "minidl/minidl.h"
 
 namespace minidl::bench {
 

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "base/device.h"
 #include "bench/report.h"
-#include "core/device.h"
 #include "core/dtype.h"
 
 namespace minidl::bench {

@@ -3,7 +3,7 @@
 // TFLOP/s (forward 4·BH·N²·d, backward 2.5× that, halved when causal). The kernel lab of
 // docs/kernel-notes.md; the eager-versus-compiled table is `minidl-bench attention`. CUDA
 // builds only.
-#include "core/config.h"
+#include "base/config.h"
 #if MINIDL_WITH_CUDA
 #include <algorithm>
 #include <chrono>
@@ -19,7 +19,7 @@
 #include "compiler/cuda_attention.h"
 #include "compiler/jit.h"
 #include "compiler/kernel_cache.h"
-#include "core/minidl.h"
+#include "minidl/minidl.h"
 #include "runtime/cuda.h"
 
 namespace minidl::bench {

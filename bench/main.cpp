@@ -3,8 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "bench/bench.h"
-#include "core/error.h"
 
 
 namespace {

@@ -14,7 +14,7 @@
 
 #include "bench/args.h"
 #include "bench/bench.h"
-#include "core/minidl.h"
+#include "minidl/minidl.h"
 #if MINIDL_WITH_CUDA
 #include "runtime/cublas.h"
 #include "runtime/cuda_check.h"

@@ -5,8 +5,8 @@
 #include <map>
 #include <set>
 
+#include "base/error.h"
 #include "core/allocator.h"
-#include "core/error.h"
 
 namespace minidl::bench {
 

@@ -3,7 +3,7 @@
 // strides (B = batch * heads flattened by the caller); lse: (B, N) float32.
 #pragma once
 
-#include "core/config.h"
+#include "base/config.h"
 #include "core/tensor.h"
 
 namespace minidl::cuda {

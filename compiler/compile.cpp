@@ -4,10 +4,10 @@
 #include <set>
 #include <unordered_map>
 
-#include "autograd/grad_mode.h"
 #include "autograd/node.h"
-#include "core/config.h"
-#include "core/log.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "core/grad_mode.h"
 #include "core/ops.h"
 #if MINIDL_WITH_CUDA
 #include "compiler/codegen/fusion.h"

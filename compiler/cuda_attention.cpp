@@ -21,10 +21,10 @@
 #include <optional>
 #include <tuple>
 
+#include "base/env.h"
 #include "compiler/codegen/attention.h"
 #include "compiler/codegen/device/kernel_params.h"
 #include "compiler/jit.h"
-#include "core/env.h"
 #include "core/ops.h"
 #include "runtime/cuda.h"
 #include "runtime/cuda_check.h"

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/config.h"
 #include "compiler/codegen/kernel.h"
-#include "core/config.h"
 #include "core/dtype.h"
 
 namespace minidl::cuda {

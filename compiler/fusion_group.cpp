@@ -7,10 +7,10 @@
 #include <mutex>
 #include <utility>
 
+#include "base/log.h"
 #include "compiler/codegen/device/kernel_params.h"
 #include "compiler/codegen/lower_group.h"
 #include "compiler/jit.h"
-#include "core/log.h"
 #include "runtime/cuda_check.h"
 #endif
 

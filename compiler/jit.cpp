@@ -11,9 +11,9 @@
 #include <set>
 #include <unordered_map>
 
+#include "base/env.h"
+#include "base/log.h"
 #include "compiler/kernel_cache.h"
-#include "core/env.h"
-#include "core/log.h"
 
 #if MINIDL_WITH_CUDA
 #include <nvrtc.h>

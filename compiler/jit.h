@@ -12,9 +12,9 @@
 #include <utility>
 #include <vector>
 
+#include "base/config.h"
+#include "base/error.h"
 #include "compiler/codegen/kernel.h"
-#include "core/config.h"
-#include "core/error.h"
 #if MINIDL_WITH_CUDA
 #include <cuda_runtime.h>
 #endif

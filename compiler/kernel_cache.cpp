@@ -6,11 +6,11 @@
 #include <cstring>
 #include <filesystem>
 
+#include "base/env.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "compiler/codegen/kernel.h"
-#include "core/error.h"
-#include "core/env.h"
 #include "core/file_io.h"
-#include "core/log.h"
 
 namespace minidl {
 

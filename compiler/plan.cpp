@@ -4,8 +4,8 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "base/log.h"
 #include "compiler/fusion_group.h"
-#include "core/log.h"
 
 namespace minidl {
 

@@ -1,6 +1,6 @@
 #include "compiler/trace.h"
 
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 
 namespace minidl {
 

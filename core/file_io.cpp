@@ -11,7 +11,7 @@
 #include <functional>
 #include <thread>
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace minidl {
 

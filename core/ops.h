@@ -7,7 +7,7 @@
 #include <limits>
 #include <vector>
 
-#include "core/device.h"
+#include "base/device.h"
 #include "core/dtype.h"
 #include "core/random.h"
 #include "core/shape.h"

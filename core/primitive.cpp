@@ -2,8 +2,8 @@
 
 #include <typeinfo>
 
-#include "autograd/grad_mode.h"
-#include "autograd/node.h"
+#include "core/autograd_hook.h"
+#include "core/grad_mode.h"
 
 namespace minidl {
 
@@ -85,7 +85,7 @@ std::vector<Tensor> apply(PrimitivePtr p, const std::vector<Tensor>& inputs) {
     for (const auto& t : inputs) any = any || t.requires_grad();
     for (const auto& m : out_meta) floating = floating || is_floating(m.dtype);
     any = any && floating;  // integer and bool results carry no gradient
-    if (any) set_history(outputs, std::make_shared<PrimitiveNode>(p, inputs, outputs));
+    if (any) autograd_hook::record(p, inputs, outputs);
   }
   return outputs;
 }

@@ -9,8 +9,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/config.h"
-#include "core/device.h"
+#include "base/config.h"
+#include "base/device.h"
 #include "core/dtype.h"
 #include "core/primitive.h"
 #include "core/random.h"

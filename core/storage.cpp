@@ -1,7 +1,7 @@
 #include "core/storage.h"
 
+#include "base/error.h"
 #include "core/allocator.h"
-#include "core/error.h"
 
 namespace minidl {
 

@@ -1,12 +1,13 @@
 #include "core/tensor.h"
 
+#include <array>
 #include <cmath>
+#include <cstdint>
 #include <mutex>
 #include <ostream>
 
-#include "autograd/engine.h"
-#include "autograd/grad_mode.h"
-#include "autograd/node.h"
+#include "core/autograd_hook.h"
+#include "core/grad_mode.h"
 #include "core/ops.h"
 
 namespace minidl {
@@ -174,6 +175,12 @@ Tensor Tensor::masked_fill(const Tensor& mask, double v) const {
 
 // ---- autograd
 
+std::mutex& autograd_mutex(const TensorImpl* t) {
+  static auto* mutexes = new std::array<std::mutex, 64>();  // leaked: tensors may outlive statics
+  const auto h = (reinterpret_cast<uintptr_t>(t) >> 4) * 0x9e3779b97f4a7c15ull;  // Fibonacci hash
+  return (*mutexes)[h >> 58];
+}
+
 bool Tensor::requires_grad() const {
   const TensorImpl& i = checked(*this);
   return i.requires_grad || i.grad_fn != nullptr;
@@ -185,7 +192,7 @@ Tensor& Tensor::requires_grad_(bool on) {
   MINIDL_CHECK(i.grad_fn == nullptr, ValueError,
                "[requires_grad_] can only be changed on leaf tensors; this one was produced by "
                "'{}' (use detach() to get a tensor without history)",
-               i.grad_fn->name());
+               autograd_hook::node_name(*i.grad_fn));
   MINIDL_CHECK(!on || is_floating(i.dtype), DTypeError,
                "[requires_grad_] only floating-point tensors can require grad, got {} {}",
                dtype_name(i.dtype), shape_str(i.sizes));
@@ -215,7 +222,7 @@ void Tensor::set_grad(const Tensor& g) const {
 void Tensor::zero_grad() const { set_grad(Tensor()); }
 
 void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_graph) const {
-  run_backward({*this}, {gradient}, retain_graph, create_graph);
+  autograd_hook::backward(*this, gradient, retain_graph, create_graph);
 }
 
 Tensor Tensor::detach() const {
@@ -426,7 +433,7 @@ std::string Tensor::str() const {
     body = dim() == 0 ? f.format(0) : tensor_str(p, 0, 0, indent, summarize, f);
     if (!default_dtype) suffixes.push_back(std::string("dtype=") + dtype_name(dtype()));
   }
-  if (grad_fn()) suffixes.push_back("grad_fn=<" + grad_fn()->name() + ">");
+  if (grad_fn()) suffixes.push_back("grad_fn=<" + autograd_hook::node_name(*grad_fn()) + ">");
   else if (requires_grad()) suffixes.push_back("requires_grad=True");
 
   std::string out = prefix + body;

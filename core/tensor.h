@@ -7,13 +7,14 @@
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "core/device.h"
+#include "base/device.h"
+#include "base/error.h"
 #include "core/dtype.h"
-#include "core/error.h"
 #include "core/shape.h"
 #include "core/storage.h"
 
@@ -57,6 +58,10 @@ struct TensorImpl {
 
   TensorMeta meta() const { return {sizes, dtype, device}; }
 };
+
+/// The mutex guarding t's grad and grad_accumulator (NOTE [Autograd and threads] in
+/// autograd/node.h).
+std::mutex& autograd_mutex(const TensorImpl* t);
 
 class Tensor {
  public:

@@ -10,9 +10,9 @@
 #include <utility>
 #include <vector>
 
-#include "core/device.h"
-#include "core/error.h"
-#include "core/minidl.h"
+#include "base/device.h"
+#include "base/error.h"
+#include "minidl/minidl.h"
 #include "runtime/cuda.h"
 
 class Args {

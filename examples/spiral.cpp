@@ -10,8 +10,8 @@
 #include <memory>
 #include <random>
 
-#include "core/minidl.h"
 #include "example_args.h"
+#include "minidl/minidl.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
 

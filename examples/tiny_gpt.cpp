@@ -14,8 +14,8 @@
 #include <set>
 #include <string>
 
-#include "core/minidl.h"
 #include "example_args.h"
+#include "minidl/minidl.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
 

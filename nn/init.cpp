@@ -1,6 +1,6 @@
 #include "nn/init.h"
 
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/ops.h"
 
 namespace minidl::nn {

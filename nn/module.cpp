@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <optional>
 
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 
 namespace minidl::nn {
 

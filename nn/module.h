@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/device.h"
+#include "base/device.h"
 #include "core/dtype.h"
 #include "core/tensor.h"
 #include "nn/safetensors.h"

@@ -6,8 +6,8 @@
 #include <cstring>
 #include <vector>
 
-#include "autograd/grad_mode.h"
 #include "core/file_io.h"
+#include "core/grad_mode.h"
 #include "nn/json.h"
 
 namespace minidl::nn {

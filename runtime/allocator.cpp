@@ -2,7 +2,7 @@
 // device), so freed blocks are kept in free lists binned by their exact rounded size and handed
 // out again; memory goes back to the device on empty_cache(), when the limit would be crossed,
 // or when a cudaMalloc fails.
-#include "core/config.h"
+#include "base/config.h"
 #if MINIDL_WITH_CUDA
 #include "runtime/allocator.h"
 
@@ -14,9 +14,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/env.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "base/env.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "runtime/cuda.h"
 #include "runtime/cuda_check.h"
 

@@ -6,7 +6,7 @@
 
 #include <cstddef>
 
-#include "core/allocator.h"
+#include "base/allocator.h"
 
 namespace minidl::cuda {
 

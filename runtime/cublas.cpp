@@ -1,14 +1,14 @@
 // The per-device cuBLAS handles. Math mode: exact float32 unless the compute type asks for TF32
 // (matmul picks CUBLAS_COMPUTE_32F_FAST_TF32 only under set_allow_tf32(true)), and no
 // reduced-precision reductions for float16/bfloat16 (they accumulate in float32).
-#include "core/config.h"
+#include "base/config.h"
 #if MINIDL_WITH_CUDA
 #include "runtime/cublas.h"
 
 #include <cstring>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "runtime/allocator.h"
 #include "runtime/cuda.h"
 #include "runtime/cuda_check.h"

@@ -3,7 +3,7 @@
 // allocator's stats). cuBLAS handles are not thread-safe: a Cublas holds the handle's lock.
 #pragma once
 
-#include "core/config.h"
+#include "base/config.h"
 #if MINIDL_WITH_CUDA
 #include <cstddef>
 #include <cublas_v2.h>

@@ -2,7 +2,7 @@
 // runtime is called, never the driver library: where no driver or device exists,
 // cudaGetDeviceCount fails or returns 0, is_available() is false and says why, and the process
 // goes on on the CPU. Keep in sync with runtime/no_cuda.cpp.
-#include "core/config.h"
+#include "base/config.h"
 #if MINIDL_WITH_CUDA
 #include <atomic>
 #include <cstring>
@@ -10,8 +10,8 @@
 #include <mutex>
 #include <vector>
 
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "runtime/cuda.h"
 #include "runtime/cuda_check.h"
 

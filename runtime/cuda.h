@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <string>
 
-#include "core/device.h"
+#include "base/device.h"
 
 namespace minidl::cuda {
 

@@ -3,7 +3,7 @@
 // guard that makes a device current.
 #pragma once
 
-#include "core/config.h"
+#include "base/config.h"
 #if MINIDL_WITH_CUDA
 #include <cuda_runtime.h>
 

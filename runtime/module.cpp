@@ -1,7 +1,7 @@
 #include "runtime/module.h"
 
 #if MINIDL_WITH_CUDA
-#include "core/error.h"
+#include "base/error.h"
 #include "runtime/cuda_check.h"
 
 namespace minidl::cuda {

@@ -3,7 +3,7 @@
 // linked (DESIGN.md, "Runtime"). CUDA builds only.
 #pragma once
 
-#include "core/config.h"
+#include "base/config.h"
 #if MINIDL_WITH_CUDA
 #include <cuda_runtime.h>
 

@@ -1,10 +1,10 @@
 // The CUDA runtime API of a build without CUDA: nothing is available, and says why. Keep in
 // sync with runtime/cuda.cpp (every function of runtime/cuda.h, same behaviour where no device).
-#include "core/config.h"
+#include "base/config.h"
 #if !MINIDL_WITH_CUDA
 #include <atomic>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "runtime/cuda.h"
 
 namespace minidl::cuda {

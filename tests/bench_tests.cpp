@@ -12,7 +12,7 @@
 #include "bench/attention.h"
 #include "bench/bench.h"
 #include "bench/report.h"
-#include "core/minidl.h"
+#include "minidl/minidl.h"
 
 using namespace minidl;
 using namespace minidl::bench;

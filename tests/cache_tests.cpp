@@ -18,10 +18,10 @@
 #include <fstream>
 #include <thread>
 
+#include "base/log.h"
 #include "compiler/codegen/attention.h"
 #include "compiler/jit.h"
 #include "compiler/kernel_cache.h"
-#include "core/log.h"
 #include "test_utils.h"
 
 namespace fs = std::filesystem;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every header compiles on its own and includes what it uses:
 #   bash tests/check_includes.sh BUILD_DIR
-# BUILD_DIR is a configured build (for core/config.h). For each header of the layers, bench,
+# BUILD_DIR is a configured build (for base/config.h). For each header of the layers, bench,
 # examples and tests:
 #   1. it compiles alone, first with g++ (libstdc++), then with clang++ and libc++ with the
 #      transitive includes removed (_LIBCPP_REMOVE_TRANSITIVE_INCLUDES), which is stricter than
@@ -34,7 +34,7 @@ flags=(-std=c++20 -I"$root" -I"$build/include" -DSPDLOG_FMT_EXTERNAL -DMINIDL_SO
 for cuda in /usr/local/cuda/include "${CUDA_HOME:-/nonexistent}/include"; do
   [ -d "$cuda" ] && flags+=(-I"$cuda")
 done
-mapfile -t headers < <(find core autograd compiler runtime nn optim bench examples tests \
+mapfile -t headers < <(find base runtime core autograd compiler nn optim include bench examples tests \
   -name '*.h' -not -path 'tests/consumer/*' | sort)
 
 tmp=$(mktemp -d)

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "core/cuda/launch_config.h"
-#include "core/minidl.h"
+#include "minidl/minidl.h"
 #include "tests/test_utils.h"
 #if MINIDL_WITH_CUDA
 #include "core/cuda/offsets.h"

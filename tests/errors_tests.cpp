@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <type_traits>
 
-#include "core/env.h"
+#include "base/env.h"
 #include "test_utils.h"
 
 using namespace minidl;

@@ -2,7 +2,7 @@
 // through the compiled loss follows the eager loss curve.
 #include <doctest/doctest.h>
 
-#include "core/minidl.h"
+#include "minidl/minidl.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
 

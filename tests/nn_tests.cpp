@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/minidl.h"
+#include "minidl/minidl.h"
 #include "nn/json.h"
 #include "nn/nn.h"
 #include "optim/optim.h"

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "core/device.h"
-#include "core/minidl.h"
+#include "base/device.h"
 #include "core/tensor.h"
+#include "minidl/minidl.h"
 #include "runtime/cuda.h"
 
 namespace minidl::testing {

@@ -83,8 +83,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "base/error.h"
 #include "compiler/codegen/source_builder.h"
-#include "core/error.h"
 
 namespace minidl::codegen {
 

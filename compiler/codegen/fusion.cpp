@@ -10,9 +10,9 @@
 #include <cmath>
 #include <set>
 
+#include "base/error.h"
 #include "compiler/codegen/device/kernel_params.h"
 #include "compiler/codegen/source_builder.h"
-#include "core/error.h"
 #include "core/scalar_ops.h"
 
 namespace minidl::codegen {

@@ -1,6 +1,6 @@
 #include "compiler/codegen/source_builder.h"
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace minidl::codegen {
 

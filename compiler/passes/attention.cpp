@@ -4,9 +4,9 @@
 #include <optional>
 #include <set>
 
+#include "base/log.h"
 #include "compiler/fused_attention.h"
 #include "compiler/passes/passes.h"
-#include "core/log.h"
 
 namespace minidl {
 

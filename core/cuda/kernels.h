@@ -5,7 +5,7 @@
 // 0-dim CPU tensor among them is a scalar passed by value.
 #pragma once
 
-#include "core/config.h"
+#include "base/config.h"
 #if MINIDL_WITH_CUDA
 #include <cstdint>
 #include <vector>

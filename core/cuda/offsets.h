@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <tuple>
 
+#include "base/error.h"
 #include "core/cpu/loops.h"
-#include "core/error.h"
 #include "core/scalar_ops.h"  // MINIDL_HD
 #include "core/shape.h"
 #include "core/tensor.h"

@@ -1,6 +1,6 @@
 // Copies: contiguous()/clone(), moves between devices, and the in-place copy_/fill_.
-#include "autograd/grad_mode.h"
 #include "core/cpu/kernels.h"
+#include "core/grad_mode.h"
 #include "core/ops.h"
 #include "core/primitives.h"
 #include "runtime/cuda.h"

@@ -2,14 +2,14 @@
 #pragma once
 
 #include "autograd/engine.h"
-#include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
+#include "base/config.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "compiler/compile.h"
 #include "compiler/fused_attention.h"
 #include "core/allocator.h"
-#include "core/config.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "core/grad_mode.h"
 #include "core/ops.h"
 #include "core/random.h"
 #include "core/tensor.h"

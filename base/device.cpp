@@ -1,6 +1,6 @@
-#include "core/device.h"
+#include "base/device.h"
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace minidl {
 

@@ -1,4 +1,4 @@
-#include "core/env.h"
+#include "base/env.h"
 
 #include <algorithm>
 #include <cctype>
@@ -6,9 +6,9 @@
 #include <mutex>
 #include <set>
 
-#include "core/allocator.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "base/allocator.h"
+#include "base/error.h"
+#include "base/log.h"
 
 namespace minidl {
 
