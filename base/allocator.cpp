@@ -4,6 +4,7 @@
 #include <cmath>
 #include <exception>
 #include <iterator>
+#include <mutex>
 
 #include "base/error.h"
 
@@ -16,6 +17,22 @@ std::string Allocator::summary() const {
       "errors: {}\n",
       format_bytes(s.allocated), format_bytes(s.peak_allocated), format_bytes(s.reserved),
       s.limit ? format_bytes(s.limit) : std::string("none"), s.num_allocs, s.num_ooms);
+}
+
+MemoryStats CountingAllocator::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void CountingAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.peak_allocated = stats_.allocated;
+}
+
+void CountingAllocator::set_limit(int64_t bytes) {
+  MINIDL_CHECK(bytes >= 0, ValueError, "[set_memory_limit] limit must be >= 0 bytes, got {}", bytes);
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.limit = bytes;
 }
 
 int64_t parse_bytes(const std::string& s) {

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 namespace minidl {
@@ -38,6 +39,20 @@ class Allocator {
   virtual void empty_cache() {}
   /// A few readable lines: allocated, peak, reserved, limit, allocation count.
   virtual std::string summary() const;
+};
+
+/// An Allocator whose counters sit under one mutex: stats(), reset_peak() and set_limit() for
+/// every allocator. Subclasses update stats_ while holding mu_.
+class CountingAllocator : public Allocator {
+ public:
+  MemoryStats stats() const override;
+  void reset_peak() override;
+  /// Throws ValueError for a negative limit.
+  void set_limit(int64_t bytes) override;
+
+ protected:
+  mutable std::mutex mu_;
+  MemoryStats stats_;
 };
 
 /// Parses "6GiB", "512MB", "1.5G", "1000000" into bytes; throws ValueError otherwise.

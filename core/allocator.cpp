@@ -19,7 +19,7 @@ namespace minidl {
 namespace {
 
 // Host memory straight from the system, counted. No caching: malloc already caches.
-class CpuAllocator final : public Allocator {
+class CpuAllocator final : public CountingAllocator {
  public:
   CpuAllocator() {
     if (auto limit = env_bytes("MINIDL_CPU_MEMORY_LIMIT")) stats_.limit = *limit;
@@ -54,22 +54,6 @@ class CpuAllocator final : public Allocator {
     stats_.allocated -= static_cast<int64_t>(rounded);
     stats_.reserved = stats_.allocated;
   }
-  MemoryStats stats() const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return stats_;
-  }
-  void reset_peak() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.peak_allocated = stats_.allocated;
-  }
-  void set_limit(int64_t bytes) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.limit = bytes;
-  }
-
- private:
-  mutable std::mutex mu_;
-  MemoryStats stats_;
 };
 
 }  // namespace

@@ -52,7 +52,7 @@ struct Block {
   bool exact;   // cudaMalloc'd with the request's own size (caching off): never cached
 };
 
-class CachingAllocator final : public Allocator {
+class CachingAllocator final : public CountingAllocator {
  public:
   explicit CachingAllocator(int device) : device_(device) {
     if (auto limit = env_bytes("MINIDL_CUDA_MEMORY_LIMIT")) stats_.limit = *limit;
@@ -128,23 +128,6 @@ class CachingAllocator final : public Allocator {
     stats_.reserved -= static_cast<int64_t>(b.size);
   }
 
-  MemoryStats stats() const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return stats_;
-  }
-
-  void reset_peak() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.peak_allocated = stats_.allocated;
-  }
-
-  void set_limit(int64_t bytes) override {
-    MINIDL_CHECK(bytes >= 0, ValueError, "[set_memory_limit] limit must be >= 0 bytes, got {}",
-                 bytes);
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.limit = bytes;
-  }
-
   void empty_cache() override {
     std::lock_guard<std::mutex> lock(mu_);
     release_cached_locked("empty_cache");
@@ -214,8 +197,6 @@ class CachingAllocator final : public Allocator {
   }
 
   const int device_;
-  mutable std::mutex mu_;
-  MemoryStats stats_;
   std::unordered_map<void*, Block> live_;
   std::map<size_t, std::vector<void*>> free_;  // rounded size -> cached blocks of that size
   int64_t cached_bytes_ = 0;

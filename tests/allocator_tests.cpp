@@ -109,6 +109,8 @@ TEST_CASE("a limit raises OutOfMemoryError naming the sizes, and leaks nothing")
   CHECK_THROWS_AS(matmul(x.reshape({10, 100}).t(), x.reshape({10, 100})), OutOfMemoryError);
   CHECK(memory_allocated() == before);
   set_memory_limit(0);  // no limit
+  CHECK_THROWS_WITH_AS(set_memory_limit(-1), doctest::Contains("limit must be >= 0 bytes, got -1"), ValueError);
+  CHECK(allocator_for(kCPU).stats().limit == 0);
   CHECK_NOTHROW((void)zeros({100000}));
   const std::string summary = memory_summary();
   CHECK(summary.find("memory on cpu") == 0);

@@ -30,7 +30,7 @@ if [ ${#need[@]} -gt 0 ]; then
   clangxx=$(command -v clang++-19 || command -v clang++)
 fi
 
-flags=(-std=c++20 -I"$root" -I"$build/include" -DSPDLOG_FMT_EXTERNAL -DMINIDL_SOURCE_DIR="\"$root\"")
+flags=(-std=c++20 -I"$root" -I"$root/include" -I"$build/include" -DSPDLOG_FMT_EXTERNAL -DMINIDL_SOURCE_DIR="\"$root\"")
 for cuda in /usr/local/cuda/include "${CUDA_HOME:-/nonexistent}/include"; do
   [ -d "$cuda" ] && flags+=(-I"$cuda")
 done
