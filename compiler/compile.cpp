@@ -12,8 +12,8 @@
 #if MINIDL_WITH_CUDA
 #include "compiler/codegen/fusion.h"
 #include "compiler/codegen/lower_group.h"
-#include "compiler/cuda_attention.h"
-#include "compiler/fused_attention.h"
+#include "compiler/attention/attention.h"
+#include "compiler/attention/launch.h"
 #include "compiler/fusion_group.h"
 #endif
 

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "compiler/attention/match.h"
 #include "compiler/fusion_group.h"
 #include "core/log.h"
 

@@ -5,7 +5,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "compiler/compile.h"
-#include "compiler/fused_attention.h"
+#include "compiler/attention/attention.h"
 #include "core/allocator.h"
 #include "core/config.h"
 #include "core/error.h"

@@ -18,7 +18,7 @@
 #include <fstream>
 #include <thread>
 
-#include "compiler/codegen/attention.h"
+#include "compiler/attention/generate.h"
 #include "compiler/jit.h"
 #include "compiler/kernel_cache.h"
 #include "core/log.h"

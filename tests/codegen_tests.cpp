@@ -18,8 +18,9 @@
 #include <tuple>
 #include <vector>
 
-#include "compiler/attention_kernels.h"
-#include "compiler/codegen/attention.h"
+#include "compiler/attention/generate.h"
+#include "compiler/attention/launch.h"
+#include "compiler/attention/tiles.h"
 #include "compiler/codegen/device/kernel_params.h"
 #include "compiler/codegen/embedded_headers.h"
 #include "compiler/codegen/fusion.h"

@@ -1,11 +1,13 @@
-// The attention matcher: the one place that knows how attention is spelled.
+// The attention matcher (compiler/attention/match.h): the one place that knows how attention is
+// spelled.
+#include "compiler/attention/match.h"
+
 #include <cmath>
 #include <limits>
 #include <optional>
 #include <set>
 
-#include "compiler/fused_attention.h"
-#include "compiler/passes/passes.h"
+#include "compiler/attention/attention.h"
 #include "core/log.h"
 
 namespace minidl {
