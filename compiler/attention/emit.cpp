@@ -64,6 +64,28 @@ void emit_header(SourceBuilder& b, const std::string& what, const AttentionSpec&
   b.blank();
 }
 
+void emit_kernel_open(SourceBuilder& b, const std::string& bounds, const std::string& name, bool backward,
+                      DType dtype) {
+  b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::{} p)", bounds, name,
+         backward ? "AttentionBwdParams" : "AttentionFwdParams");
+  b.line("using namespace minidl::dev;");
+  b.line("typedef {} T;", storage_type(dtype));
+}
+
+void emit_block_start(SourceBuilder& b, bool backward) {
+  if (!backward) {
+    b.line("const int m_tiles = (p.n_q + BM - 1) / BM;");
+    b.line("const int b = blockIdx.x / m_tiles;");
+    b.line("const int m0 = (m_tiles - 1 - blockIdx.x % m_tiles) * BM;  // longest (causal) rows first");
+  } else {
+    b.line("const int n_tiles = (p.n_k + BN - 1) / BN;");
+    b.line("const int b = blockIdx.x / n_tiles;");
+    b.line("const int n0 = (blockIdx.x % n_tiles) * BN;  // first key tiles see the most (causal) rows");
+  }
+  for (const char* x : {"q", "k", "v"}) b.line("const T* {0} = static_cast<const T*>(p.{0}) + b * p.{0}_sb;", x);
+  if (backward) b.line("const T* dout = static_cast<const T*>(p.dout) + b * p.do_sb;");
+}
+
 namespace {
 
 // Stores the loaded float `x` as element (r, c) of t's shared tile (times t.mul, split if t.split).

@@ -31,6 +31,14 @@ std::string kernel_name(const char* kind, const AttentionSpec& s, int bm, int bn
 void emit_header(SourceBuilder& b, const std::string& what, const AttentionSpec& s, const std::string& layout,
                  const std::string& tiles);
 
+/// Opens the kernel `name`: extern "C" __global__ with __launch_bounds__(`bounds`), taking the
+/// forward's or the backward's parameter block; T is the storage type of `dtype`.
+void emit_kernel_open(SourceBuilder& b, const std::string& bounds, const std::string& name, bool backward,
+                      DType dtype);
+/// The block's batch entry b and first resident row (forward: query row m0, the longest causal
+/// rows first; backward: key n0), and the inputs q, k, v (backward: and dout) of entry b.
+void emit_block_start(SourceBuilder& b, bool backward);
+
 /// The copy of rows [row0, row0 + rows) of a (B, N, d) input (base pointer `src`, strides
 /// `sn`, `sd`) into the shared tile dst[rows][stride] as float times `mul`, zero-filling rows
 /// >= n and columns >= head dim up to `width`. Every thread of the block takes part.

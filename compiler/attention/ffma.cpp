@@ -55,6 +55,36 @@ void emit_ffma_constants(SourceBuilder& b, const FfmaLayout& l) {
          l.QS, l.PS, l.JC);
 }
 
+// A product of two d-wide shared tiles, out[rows][cols] = a bᵀ over the head dim: thread (ty,
+// tx) takes rows ty + TR·i of a and tx + TC·j of b, four head-dim columns a step.
+struct ScoreProduct {
+  const char *out, *rows, *cols, *a, *b, *a_tile, *b_tile;
+};
+
+void emit_scores(SourceBuilder& b, const FfmaLayout& l, const ScoreProduct& p) {
+  b.line("float {}[{}][{}];", p.out, p.rows, p.cols);
+  b.line("#pragma unroll");
+  b.line("for (int i = 0; i < {}; ++i)", p.rows);
+  b.line("  for (int j = 0; j < {}; ++j) {}[i][j] = 0.f;", p.cols, p.out);
+  b.line("{}", l.DP / 4 <= 32 ? "#pragma unroll" : "#pragma unroll 8");
+  b.open("for (int k4 = 0; k4 < DP / 4; ++k4)");
+  b.line("float4 {}[{}], {}[{}];", p.a, p.rows, p.b, p.cols);
+  b.line("#pragma unroll");
+  b.line("for (int i = 0; i < {}; ++i) {}[i] = *reinterpret_cast<const float4*>({} + (ty + TR * i) * QS + 4 * k4);",
+         p.rows, p.a, p.a_tile);
+  b.line("#pragma unroll");
+  b.line("for (int j = 0; j < {}; ++j) {}[j] = *reinterpret_cast<const float4*>({} + (tx + TC * j) * QS + 4 * k4);",
+         p.cols, p.b, p.b_tile);
+  b.line("#pragma unroll");
+  b.open("for (int i = 0; i < {}; ++i)", p.rows);
+  b.line("#pragma unroll");
+  b.open("for (int j = 0; j < {}; ++j)", p.cols);
+  for (const char* c : {"x", "y", "z", "w"}) b.line("{0}[i][j] = fmaf({1}[i].{3}, {2}[j].{3}, {0}[i][j]);", p.out, p.a, p.b, c);
+  b.close();
+  b.close();
+  b.close();
+}
+
 }  // namespace
 
 // ============================================================================ Ffma forward
@@ -74,9 +104,7 @@ GeneratedKernel ffma_forward(const AttentionSpec& s) {
               fmt::format("one block per {} query rows (resident in shared memory), {} keys per step, "
                           "{} threads, {} bytes of shared memory",
                           l.BM, l.BN, l.NT, k.smem_bytes));
-  b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionFwdParams p)", l.NT, k.name);
-  b.line("using namespace minidl::dev;");
-  b.line("typedef {} T;", storage_type(s.dtype));
+  emit_kernel_open(b, std::to_string(l.NT), k.name, false, s.dtype);
   emit_ffma_constants(b, l);
   b.line("constexpr int RM = {}, RN = {};  // score rows and columns per thread", RM, RN);
   b.line("constexpr float kScaleLog2e = {};  // scale · log2(e): NOTE [Online softmax in base 2]",
@@ -87,12 +115,7 @@ GeneratedKernel ffma_forward(const AttentionSpec& s) {
   b.line("float* Vs = Ks + BN * QS;                     // [BN][DW]");
   b.line("float* Ps = Vs + BN * DW;                     // [BM][PS] probabilities of the step");
   b.line("const int tid = threadIdx.x, tx = tid % TC, ty = tid / TC;");
-  b.line("const int m_tiles = (p.n_q + BM - 1) / BM;");
-  b.line("const int b = blockIdx.x / m_tiles;");
-  b.line("const int m0 = (m_tiles - 1 - blockIdx.x % m_tiles) * BM;  // longest (causal) rows first");
-  b.line("const T* q = static_cast<const T*>(p.q) + b * p.q_sb;");
-  b.line("const T* k = static_cast<const T*>(p.k) + b * p.k_sb;");
-  b.line("const T* v = static_cast<const T*>(p.v) + b * p.v_sb;");
+  emit_block_start(b, false);
   b.blank();
   emit_tile_load(b, s, l.NT, {"Qs", "q", "p.q_sn", "p.q_sd", "m0", "p.n_q", "kScaleLog2e", l.BM, l.DW, l.QS});
   b.blank();
@@ -112,28 +135,7 @@ GeneratedKernel ffma_forward(const AttentionSpec& s) {
   b.line("__syncthreads();");
   b.blank();
   b.comment("s = q kᵀ for rows ty + TR·i, keys tx + TC·j");
-  b.line("float s[RM][RN];");
-  b.line("#pragma unroll");
-  b.line("for (int i = 0; i < RM; ++i)");
-  b.line("  for (int j = 0; j < RN; ++j) s[i][j] = 0.f;");
-  b.line("{}", l.DP / 4 <= 32 ? "#pragma unroll" : "#pragma unroll 8");
-  b.open("for (int k4 = 0; k4 < DP / 4; ++k4)");
-  b.line("float4 qa[RM], kb[RN];");
-  b.line("#pragma unroll");
-  b.line("for (int i = 0; i < RM; ++i) qa[i] = *reinterpret_cast<const float4*>(Qs + (ty + TR * i) * QS + 4 * k4);");
-  b.line("#pragma unroll");
-  b.line("for (int j = 0; j < RN; ++j) kb[j] = *reinterpret_cast<const float4*>(Ks + (tx + TC * j) * QS + 4 * k4);");
-  b.line("#pragma unroll");
-  b.open("for (int i = 0; i < RM; ++i)");
-  b.line("#pragma unroll");
-  b.open("for (int j = 0; j < RN; ++j)");
-  b.line("s[i][j] = fmaf(qa[i].x, kb[j].x, s[i][j]);");
-  b.line("s[i][j] = fmaf(qa[i].y, kb[j].y, s[i][j]);");
-  b.line("s[i][j] = fmaf(qa[i].z, kb[j].z, s[i][j]);");
-  b.line("s[i][j] = fmaf(qa[i].w, kb[j].w, s[i][j]);");
-  b.close();
-  b.close();
-  b.close();
+  emit_scores(b, l, {"s", "RM", "RN", "qa", "kb", "Qs", "Ks"});
   b.blank();
   b.comment("mask, then the online softmax update: NOTE [Online softmax in base 2]");
   b.line("#pragma unroll");
@@ -231,9 +233,7 @@ GeneratedKernel ffma_backward(const AttentionSpec& s) {
               fmt::format("one block per {} keys (k, v, dk, dv resident), {} query rows per step, "
                           "{} threads, {} bytes of shared memory",
                           l.BN, l.BM, l.NT, k.smem_bytes));
-  b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionBwdParams p)", l.NT, k.name);
-  b.line("using namespace minidl::dev;");
-  b.line("typedef {} T;", storage_type(s.dtype));
+  emit_kernel_open(b, std::to_string(l.NT), k.name, true, s.dtype);
   emit_ffma_constants(b, l);
   b.line("constexpr int RMA = {}, RNA = {}, RNB = {};  // query rows, key columns, key rows per thread",
          RMA, RNA, RNB);
@@ -249,13 +249,7 @@ GeneratedKernel ffma_backward(const AttentionSpec& s) {
   b.line("float* Ls = dSs + BM * PS;                    // [BM] lse · log2(e)");
   b.line("float* Ds = Ls + BM;                          // [BM] delta");
   b.line("const int tid = threadIdx.x, tx = tid % TC, ty = tid / TC;");
-  b.line("const int n_tiles = (p.n_k + BN - 1) / BN;");
-  b.line("const int b = blockIdx.x / n_tiles;");
-  b.line("const int n0 = (blockIdx.x % n_tiles) * BN;  // first key tiles see the most (causal) rows");
-  b.line("const T* q = static_cast<const T*>(p.q) + b * p.q_sb;");
-  b.line("const T* k = static_cast<const T*>(p.k) + b * p.k_sb;");
-  b.line("const T* v = static_cast<const T*>(p.v) + b * p.v_sb;");
-  b.line("const T* dout = static_cast<const T*>(p.dout) + b * p.do_sb;");
+  emit_block_start(b, true);
   b.blank();
   emit_tile_load(b, s, l.NT, {"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DW, l.QS});
   emit_tile_load(b, s, l.NT, {"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DW, l.QS});
@@ -277,31 +271,8 @@ GeneratedKernel ffma_backward(const AttentionSpec& s) {
   b.line("__syncthreads();");
   b.blank();
   b.comment("p = exp2(q kᵀ · scale·log2(e) − lse·log2(e)), ds = p (dout vᵀ − delta): rows ty + TR·i, keys tx + TC·j");
-  for (const char* pass : {"s", "dp"}) {
-    const bool is_s = pass[0] == 's';
-    b.line("float {}[RMA][RNA];", pass);
-    b.line("#pragma unroll");
-    b.line("for (int i = 0; i < RMA; ++i)");
-    b.line("  for (int j = 0; j < RNA; ++j) {}[i][j] = 0.f;", pass);
-    b.line("{}", l.DP / 4 <= 32 ? "#pragma unroll" : "#pragma unroll 8");
-    b.open("for (int k4 = 0; k4 < DP / 4; ++k4)");
-    b.line("float4 ra[RMA], cb[RNA];");
-    b.line("#pragma unroll");
-    b.line("for (int i = 0; i < RMA; ++i) ra[i] = *reinterpret_cast<const float4*>({} + (ty + TR * i) * QS + 4 * k4);",
-           is_s ? "Qs" : "dOs");
-    b.line("#pragma unroll");
-    b.line("for (int j = 0; j < RNA; ++j) cb[j] = *reinterpret_cast<const float4*>({} + (tx + TC * j) * QS + 4 * k4);",
-           is_s ? "Ks" : "Vs");
-    b.line("#pragma unroll");
-    b.open("for (int i = 0; i < RMA; ++i)");
-    b.line("#pragma unroll");
-    b.open("for (int j = 0; j < RNA; ++j)");
-    for (const char* c : {"x", "y", "z", "w"})
-      b.line("{0}[i][j] = fmaf(ra[i].{1}, cb[j].{1}, {0}[i][j]);", pass, c);
-    b.close();
-    b.close();
-    b.close();
-  }
+  emit_scores(b, l, {"s", "RMA", "RNA", "ra", "cb", "Qs", "Ks"});
+  emit_scores(b, l, {"dp", "RMA", "RNA", "ra", "cb", "dOs", "Vs"});
   b.line("#pragma unroll");
   b.open("for (int i = 0; i < RMA; ++i)");
   b.line("const int rl = ty + TR * i, row = m0 + rl;");

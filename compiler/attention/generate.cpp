@@ -153,9 +153,7 @@ GeneratedKernel generate_attention_backward_delta(const AttentionSpec& spec) {
   emit_header(b, "FlashAttention-2 backward preprocessing, delta = rowsum(dout ∘ o)", spec,
               "o, dout: (B, N, d) with runtime strides; delta: (B, n_q) float32",
               fmt::format("one warp per row, {} rows per block", kWarps));
-  b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionBwdParams p)", k.threads, k.name);
-  b.line("using namespace minidl::dev;");
-  b.line("typedef {} T;", storage_type(spec.dtype));
+  emit_kernel_open(b, std::to_string(k.threads), k.name, true, spec.dtype);
   b.line("constexpr int D = {};", spec.head_dim);
   b.line("const int lane = threadIdx.x % 32;");
   b.line("const int m_tiles = (p.n_q + {} - 1) / {};", kWarps, kWarps);

@@ -31,21 +31,14 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
               fmt::format("one block per {} query rows (16 per warp), {} keys per step, {} threads, "
                           "{} bytes of shared memory; {}",
                           l.BM, l.BN, l.NT, k.smem_bytes, tiles_comment(l)));
-  b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionFwdParams p)", l.NT, k.name);
-  b.line("using namespace minidl::dev;");
-  b.line("typedef {} T;", storage_type(s.dtype));
+  emit_kernel_open(b, std::to_string(l.NT), k.name, false, s.dtype);
   emit_tf32_constants(b, l);
   b.line("constexpr float kScaleLog2e = {};  // NOTE [Online softmax in base 2]",
          float_literal(s.scale * 1.4426950408889634));
   sm.emit(b);
   b.line("const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;");
   b.line("const int wq = warp * 16 * ST;  // this warp's 16 rows of the q tile");
-  b.line("const int m_tiles = (p.n_q + BM - 1) / BM;");
-  b.line("const int b = blockIdx.x / m_tiles;");
-  b.line("const int m0 = (m_tiles - 1 - blockIdx.x % m_tiles) * BM;  // longest (causal) rows first");
-  b.line("const T* q = static_cast<const T*>(p.q) + b * p.q_sb;");
-  b.line("const T* k = static_cast<const T*>(p.k) + b * p.k_sb;");
-  b.line("const T* v = static_cast<const T*>(p.v) + b * p.v_sb;");
+  emit_block_start(b, false);
   b.blank();
   // With the split, q · scale·log2(e) is represented to float32 accuracy; a single TF32 product
   // would round the scaled q (16-bit q itself is exact), so there the scores are scaled instead.
@@ -229,9 +222,7 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   // 0.78 -> 0.60 ms; docs/kernel-notes.md). Wider head dims hold dk and dv in more registers.
   const int min_blocks = l.D <= 16 ? std::max(1, 16 / l.warps) : 1;
   const std::string bounds = min_blocks > 1 ? fmt::format("{}, {}", l.NT, min_blocks) : std::to_string(l.NT);
-  b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::AttentionBwdParams p)", bounds, k.name);
-  b.line("using namespace minidl::dev;");
-  b.line("typedef {} T;", storage_type(s.dtype));
+  emit_kernel_open(b, bounds, k.name, true, s.dtype);
   emit_tf32_constants(b, l);
   b.line("constexpr int G = {}, SB = G * BM, KW = BN / 16;  // query groups (NOTE [Query groups]), rows per step, "
          "warps per group", l.G);
@@ -243,13 +234,7 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.line("const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;");
   b.line("const int kw = warp % KW, qo = warp / KW * BM;  // the warp's 16 keys; its group's first row of a step");
   b.line("const int wk = kw * 16 * ST;  // this warp's 16 rows of the k and v tiles");
-  b.line("const int n_tiles = (p.n_k + BN - 1) / BN;");
-  b.line("const int b = blockIdx.x / n_tiles;");
-  b.line("const int n0 = (blockIdx.x % n_tiles) * BN;  // first key tiles see the most (causal) rows");
-  b.line("const T* q = static_cast<const T*>(p.q) + b * p.q_sb;");
-  b.line("const T* k = static_cast<const T*>(p.k) + b * p.k_sb;");
-  b.line("const T* v = static_cast<const T*>(p.v) + b * p.v_sb;");
-  b.line("const T* dout = static_cast<const T*>(p.dout) + b * p.do_sb;");
+  emit_block_start(b, true);
   b.blank();
   TileLoad k_tile{"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST};
   TileLoad v_tile{"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DK, l.ST};
