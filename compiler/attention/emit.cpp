@@ -64,6 +64,34 @@ void emit_header(SourceBuilder& b, const std::string& what, const AttentionSpec&
   b.blank();
 }
 
+GeneratedKernel kernel_shape(std::string name, int threads, int tile, size_t smem_bytes) {
+  GeneratedKernel k;
+  k.name = std::move(name);
+  k.threads = threads;
+  k.tile = tile;
+  k.smem_bytes = smem_bytes;
+  return k;
+}
+
+GeneratedKernel finish_kernel(SourceBuilder& b, GeneratedKernel k) {
+  b.close();  // kernel
+  k.source = b.str();
+  return k;
+}
+
+void emit_main_kernel_open(SourceBuilder& b, const AttentionSpec& s, const GeneratedKernel& k, bool backward,
+                           const std::string& tiles, const std::string& bounds) {
+  if (!backward)
+    emit_header(b, "FlashAttention-2 forward", s,
+                "q, k, v: (B, N, d) with runtime strides; o: (B, n_q, d) contiguous; lse: (B, n_q) float32", tiles);
+  else
+    emit_header(b, "FlashAttention-2 backward", s,
+                "q, k, v, dout: (B, N, d) with runtime strides; lse, delta: (B, n_q) float32; "
+                "dk, dv: (B, n_k, d) contiguous; dq_acc: (B, n_q, d) float32, accumulated",
+                tiles);
+  emit_kernel_open(b, bounds.empty() ? std::to_string(k.threads) : bounds, k.name, backward, s.dtype);
+}
+
 void emit_kernel_open(SourceBuilder& b, const std::string& bounds, const std::string& name, bool backward,
                       DType dtype) {
   b.open("extern \"C\" __global__ void __launch_bounds__({}) {}(const minidl::{} p)", bounds, name,

@@ -4,6 +4,7 @@
 // compiler/attention/; the NOTEs cited here are in compiler/attention/generate.cpp.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 
@@ -31,6 +32,14 @@ std::string kernel_name(const char* kind, const AttentionSpec& s, int bm, int bn
 void emit_header(SourceBuilder& b, const std::string& what, const AttentionSpec& s, const std::string& layout,
                  const std::string& tiles);
 
+/// A kernel of this name and launch shape, its source still to come (finish_kernel).
+GeneratedKernel kernel_shape(std::string name, int threads, int tile, size_t smem_bytes);
+/// Closes the kernel's body in b and sets k's source to b's text.
+GeneratedKernel finish_kernel(SourceBuilder& b, GeneratedKernel k);
+/// The header comment and the opening of k, the forward or the backward main kernel: what it
+/// computes, its operands, `tiles` (how it tiles, in words); launch bounds `bounds` (or k.threads).
+void emit_main_kernel_open(SourceBuilder& b, const AttentionSpec& s, const GeneratedKernel& k, bool backward,
+                           const std::string& tiles, const std::string& bounds = "");
 /// Opens the kernel `name`: extern "C" __global__ with __launch_bounds__(`bounds`), taking the
 /// forward's or the backward's parameter block; T is the storage type of `dtype`.
 void emit_kernel_open(SourceBuilder& b, const std::string& bounds, const std::string& name, bool backward,

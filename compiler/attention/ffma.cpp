@@ -92,19 +92,14 @@ void emit_scores(SourceBuilder& b, const FfmaLayout& l, const ScoreProduct& p) {
 GeneratedKernel ffma_forward(const AttentionSpec& s) {
   const FfmaLayout l = ffma_layout(s, false);
   const int RM = l.BM / l.TR, RN = l.BN / l.TC;
-  GeneratedKernel k;
-  k.name = kernel_name("fwd", s, l.BM, l.BN);
-  k.threads = l.NT;
-  k.tile = l.BM;
-  k.smem_bytes = sizeof(float) * static_cast<size_t>(l.BM * l.QS + l.BN * l.QS + l.BN * l.DW + l.BM * l.PS);
+  GeneratedKernel k = kernel_shape(kernel_name("fwd", s, l.BM, l.BN), l.NT, l.BM,
+                                   sizeof(float) * static_cast<size_t>(l.BM * l.QS + l.BN * l.QS + l.BN * l.DW + l.BM * l.PS));
 
   SourceBuilder b;
-  emit_header(b, "FlashAttention-2 forward", s,
-              "q, k, v: (B, N, d) with runtime strides; o: (B, n_q, d) contiguous; lse: (B, n_q) float32",
-              fmt::format("one block per {} query rows (resident in shared memory), {} keys per step, "
+  emit_main_kernel_open(b, s, k, false,
+                        fmt::format("one block per {} query rows (resident in shared memory), {} keys per step, "
                           "{} threads, {} bytes of shared memory",
                           l.BM, l.BN, l.NT, k.smem_bytes));
-  emit_kernel_open(b, std::to_string(l.NT), k.name, false, s.dtype);
   emit_ffma_constants(b, l);
   b.line("constexpr int RM = {}, RN = {};  // score rows and columns per thread", RM, RN);
   b.line("constexpr float kScaleLog2e = {};  // scale · log2(e): NOTE [Online softmax in base 2]",
@@ -210,9 +205,7 @@ GeneratedKernel ffma_forward(const AttentionSpec& s) {
   b.line("if (tx == 0) p.lse[(long long)b * p.n_q + row] = (row_max[i] + log2f(l)) * MINIDL_LN2;");
   b.close();
   b.close();
-  b.close();  // kernel
-  k.source = b.str();
-  return k;
+  return finish_kernel(b, k);
 }
 
 // ============================================================================ Ffma backward
@@ -220,20 +213,14 @@ GeneratedKernel ffma_forward(const AttentionSpec& s) {
 GeneratedKernel ffma_backward(const AttentionSpec& s) {
   const FfmaLayout l = ffma_layout(s, true);
   const int RMA = l.BM / l.TR, RNA = l.BN / l.TC, RNB = l.BN / l.TR;
-  GeneratedKernel k;
-  k.name = kernel_name("bwd", s, l.BM, l.BN);
-  k.threads = l.NT;
-  k.tile = l.BN;
-  k.smem_bytes = sizeof(float) * static_cast<size_t>(2 * l.BN * l.QS + 2 * l.BM * l.QS + 2 * l.BM * l.PS + 2 * l.BM);
+  GeneratedKernel k = kernel_shape(kernel_name("bwd", s, l.BM, l.BN), l.NT, l.BN,
+                                   sizeof(float) * static_cast<size_t>(2 * l.BN * l.QS + 2 * l.BM * l.QS + 2 * l.BM * l.PS + 2 * l.BM));
 
   SourceBuilder b;
-  emit_header(b, "FlashAttention-2 backward", s,
-              "q, k, v, dout: (B, N, d) with runtime strides; lse, delta: (B, n_q) float32; "
-              "dk, dv: (B, n_k, d) contiguous; dq_acc: (B, n_q, d) float32, accumulated",
-              fmt::format("one block per {} keys (k, v, dk, dv resident), {} query rows per step, "
+  emit_main_kernel_open(b, s, k, true,
+                        fmt::format("one block per {} keys (k, v, dk, dv resident), {} query rows per step, "
                           "{} threads, {} bytes of shared memory",
                           l.BN, l.BM, l.NT, k.smem_bytes));
-  emit_kernel_open(b, std::to_string(l.NT), k.name, true, s.dtype);
   emit_ffma_constants(b, l);
   b.line("constexpr int RMA = {}, RNA = {}, RNB = {};  // query rows, key columns, key rows per thread",
          RMA, RNA, RNB);
@@ -376,9 +363,7 @@ GeneratedKernel ffma_backward(const AttentionSpec& s) {
   b.close();
   b.close();
   b.close();
-  b.close();  // kernel
-  k.source = b.str();
-  return k;
+  return finish_kernel(b, k);
 }
 
 }  // namespace minidl::codegen::attn

@@ -144,11 +144,9 @@ GeneratedKernel generate_attention_backward(const AttentionSpec& spec) {
 GeneratedKernel generate_attention_backward_delta(const AttentionSpec& spec) {
   validate("attention_backward", spec);
   constexpr int kWarps = 8;
-  GeneratedKernel k;
-  k.name = fmt::format("minidl_attn_delta_{}_d{}{}", dtype_tag(spec.dtype), spec.head_dim,
-                       spec.unit_d_stride ? "" : "_strided");
-  k.threads = 32 * kWarps;
-  k.tile = kWarps;
+  const GeneratedKernel k = kernel_shape(fmt::format("minidl_attn_delta_{}_d{}{}", dtype_tag(spec.dtype), spec.head_dim,
+                                                   spec.unit_d_stride ? "" : "_strided"),
+                                       32 * kWarps, kWarps, 0);
   SourceBuilder b;
   emit_header(b, "FlashAttention-2 backward preprocessing, delta = rowsum(dout ∘ o)", spec,
               "o, dout: (B, N, d) with runtime strides; delta: (B, n_q) float32",
@@ -169,9 +167,7 @@ GeneratedKernel generate_attention_backward_delta(const AttentionSpec& spec) {
     b.line("for (int c = lane; c < D; c += 32) acc = fmaf(load(o + c * p.o_sd), load(dout + c * p.do_sd), acc);");
   emit_row_allsum(b, "acc", 32);
   b.line("if (lane == 0) p.delta[(long long)b * p.n_q + row] = acc;");
-  b.close();
-  k.source = b.str();
-  return k;
+  return finish_kernel(b, k);
 }
 
 }  // namespace minidl::codegen

@@ -19,19 +19,14 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   sm.tile(qt, l.BM * l.ST, l.split ? "[BM][ST] q tile · kScaleLog2e" : "[BM][ST] q tile");
   sm.tile(kt, l.BN * l.ST, "[BN][ST] k tile");
   sm.tile(vt, l.BN * l.ST, "[BN][ST] v tile");
-  GeneratedKernel k;
-  k.name = kernel_name("fwd", s, l.BM, l.BN, l.split ? l.tiles : std::optional<SplitTiles>());
-  k.threads = l.NT;
-  k.tile = l.BM;
-  k.smem_bytes = sm.bytes();
+  GeneratedKernel k = kernel_shape(kernel_name("fwd", s, l.BM, l.BN, l.split ? l.tiles : std::optional<SplitTiles>()), l.NT, l.BM,
+                                   sm.bytes());
 
   SourceBuilder b;
-  emit_header(b, "FlashAttention-2 forward", s,
-              "q, k, v: (B, N, d) with runtime strides; o: (B, n_q, d) contiguous; lse: (B, n_q) float32",
-              fmt::format("one block per {} query rows (16 per warp), {} keys per step, {} threads, "
+  emit_main_kernel_open(b, s, k, false,
+                        fmt::format("one block per {} query rows (16 per warp), {} keys per step, {} threads, "
                           "{} bytes of shared memory; {}",
                           l.BM, l.BN, l.NT, k.smem_bytes, tiles_comment(l)));
-  emit_kernel_open(b, std::to_string(l.NT), k.name, false, s.dtype);
   emit_tf32_constants(b, l);
   b.line("constexpr float kScaleLog2e = {};  // NOTE [Online softmax in base 2]",
          float_literal(s.scale * 1.4426950408889634));
@@ -179,9 +174,7 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   b.close();
   b.line("if (t == 0) p.lse[(long long)b * p.n_q + row] = (row_max[h] + log2f(l)) * MINIDL_LN2;");
   b.close();
-  b.close();  // kernel
-  k.source = b.str();
-  return k;
+  return finish_kernel(b, k);
 }
 
 // ============================================================================ Tf32 backward
@@ -202,27 +195,23 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   sm.tile(dst, l.BN * PT, "[BN][PT] dsᵀ of the step");
   sm.floats("Ls", l.SB, "[SB] lse · log2(e)");
   sm.floats("Ds", l.SB, "[SB] delta");
-  GeneratedKernel k;
-  k.name = kernel_name("bwd", s, l.BM, l.BN, l.split ? l.tiles : std::optional<SplitTiles>());
-  k.threads = l.NT;
-  k.tile = l.BN;
-  k.smem_bytes = sm.bytes();
+  GeneratedKernel k = kernel_shape(kernel_name("bwd", s, l.BM, l.BN, l.split ? l.tiles : std::optional<SplitTiles>()), l.NT, l.BN,
+                                   sm.bytes());
 
-  SourceBuilder b;
-  emit_header(b, "FlashAttention-2 backward", s,
-              "q, k, v, dout: (B, N, d) with runtime strides; lse, delta: (B, n_q) float32; "
-              "dk, dv: (B, n_k, d) contiguous; dq_acc: (B, n_q, d) float32, accumulated",
-              fmt::format("one block per {} keys (16 per warp; k, v, dk, dv resident), {} query rows "
-                          "per step{}, {} threads, {} bytes of shared memory; {}",
-                          l.BN, l.SB,
-                          l.G > 1 ? fmt::format(" in {} groups of warps ({} rows each)", l.G, l.BM) : "", l.NT,
-                          k.smem_bytes, tiles_comment(l)));
   // At d <= 16 the backward asks for 16 warps per SM, i.e. at most 128 registers: it needed 140
   // and ran three 4-warp blocks per SM; capped it spills 36 bytes and runs four (H200, N = 4096:
   // 0.78 -> 0.60 ms; docs/kernel-notes.md). Wider head dims hold dk and dv in more registers.
   const int min_blocks = l.D <= 16 ? std::max(1, 16 / l.warps) : 1;
   const std::string bounds = min_blocks > 1 ? fmt::format("{}, {}", l.NT, min_blocks) : std::to_string(l.NT);
-  emit_kernel_open(b, bounds, k.name, true, s.dtype);
+
+  SourceBuilder b;
+  emit_main_kernel_open(b, s, k, true,
+                        fmt::format("one block per {} keys (16 per warp; k, v, dk, dv resident), {} query rows "
+                                    "per step{}, {} threads, {} bytes of shared memory; {}",
+                                    l.BN, l.SB,
+                                    l.G > 1 ? fmt::format(" in {} groups of warps ({} rows each)", l.G, l.BM) : "",
+                                    l.NT, k.smem_bytes, tiles_comment(l)),
+                        bounds);
   emit_tf32_constants(b, l);
   b.line("constexpr int G = {}, SB = G * BM, KW = BN / 16;  // query groups (NOTE [Query groups]), rows per step, "
          "warps per group", l.G);
@@ -451,9 +440,7 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.close();
   b.close();
   b.close();
-  b.close();  // kernel
-  k.source = b.str();
-  return k;
+  return finish_kernel(b, k);
 }
 
 }  // namespace minidl::codegen::attn
