@@ -216,6 +216,27 @@ void emit_row_allsum(SourceBuilder& b, const std::string& var, int width) {
     b.line("{} += __shfl_xor_sync(0xffffffffu, {}, {});", var, var, m);
 }
 
+void emit_dk_dv_store(SourceBuilder& b, const OutputLoops& o) {
+  b.line("#pragma unroll");
+  b.open("{}", o.rows);
+  b.line("const int key = {};", o.row);
+  b.line("if (key >= p.n_k) continue;");
+  b.line("T* dkrow = static_cast<T*>(p.dk) + ((long long)b * p.n_k + key) * D;");
+  b.line("T* dvrow = static_cast<T*>(p.dv) + ((long long)b * p.n_k + key) * D;");
+  b.line("#pragma unroll");
+  b.open("{}", o.chunks);
+  b.line("#pragma unroll");
+  b.open("{}", o.elems);
+  b.line("const int c = {};", o.col);
+  b.open("if (c < D)");
+  b.line("store(dkrow + c, dk{} * kScale);", o.at);
+  b.line("store(dvrow + c, dv{});", o.at);
+  b.close();
+  b.close();
+  b.close();
+  b.close();
+}
+
 std::string masked(const AttentionSpec& s, const std::string& row, const std::string& col) {
   std::string m = col + " >= p.n_k";
   if (s.causal) m += " || " + col + " > " + row;

@@ -77,6 +77,15 @@ void emit_row_allreduce(SourceBuilder& b, const std::string& var, const char* op
 /// Emits `var = the sum over the `width` threads of a row`.
 void emit_row_allsum(SourceBuilder& b, const std::string& var, int width);
 
+/// How a thread's registers of an output map onto its rows and columns: the loop over its rows
+/// (`rows`, a for header) with `row` its index there, the loops over its column chunks and their
+/// elements, `col` the column and `at` the register's index ("[i][4 * jj + e]").
+struct OutputLoops {
+  const char *rows, *row, *chunks, *elems, *col, *at;
+};
+/// The backward's end: dk · scale and dv of the thread's keys, stored where key < n_k, c < D.
+void emit_dk_dv_store(SourceBuilder& b, const OutputLoops& o);
+
 /// The causal / sequence-end mask condition for absolute indices `row` (query) and `col` (key).
 std::string masked(const AttentionSpec& s, const std::string& row, const std::string& col);
 

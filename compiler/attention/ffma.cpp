@@ -345,24 +345,8 @@ GeneratedKernel ffma_backward(const AttentionSpec& s) {
   b.close();  // m0 loop
   b.blank();
   b.comment("dk · scale and dv for this block's keys");
-  b.line("#pragma unroll");
-  b.open("for (int i = 0; i < RNB; ++i)");
-  b.line("const int key = n0 + ty + TR * i;");
-  b.line("if (key >= p.n_k) continue;");
-  b.line("T* dkrow = static_cast<T*>(p.dk) + ((long long)b * p.n_k + key) * D;");
-  b.line("T* dvrow = static_cast<T*>(p.dv) + ((long long)b * p.n_k + key) * D;");
-  b.line("#pragma unroll");
-  b.open("for (int jj = 0; jj < JC; ++jj)");
-  b.line("#pragma unroll");
-  b.open("for (int e = 0; e < 4; ++e)");
-  b.line("const int c = 4 * (tx + TC * jj) + e;");
-  b.open("if (c < D)");
-  b.line("store(dkrow + c, dk[i][4 * jj + e] * kScale);");
-  b.line("store(dvrow + c, dv[i][4 * jj + e]);");
-  b.close();
-  b.close();
-  b.close();
-  b.close();
+  emit_dk_dv_store(b, {"for (int i = 0; i < RNB; ++i)", "n0 + ty + TR * i", "for (int jj = 0; jj < JC; ++jj)",
+                       "for (int e = 0; e < 4; ++e)", "4 * (tx + TC * jj) + e", "[i][4 * jj + e]"});
   return finish_kernel(b, k);
 }
 

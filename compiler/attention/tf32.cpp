@@ -74,26 +74,7 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   }
   b.blank();
   b.comment("s = q kᵀ: 16 rows × BN keys per warp");
-  b.line("float s[BN / 8][4];");
-  b.line("#pragma unroll");
-  b.line("for (int nt = 0; nt < BN / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;");
-  b.line("#pragma unroll");
-  b.open("for (int kk = 0; kk < DK / 8; ++kk)");
-  frag_decl(b, l, "a", "[4]");
-  const Frag a{"a", ""};
-  frag_load(b, l, a, 0, qt, "wq + g * ST + 8 * kk + t");
-  frag_load(b, l, a, 1, qt, "wq + (g + 8) * ST + 8 * kk + t");
-  frag_load(b, l, a, 2, qt, "wq + g * ST + 8 * kk + t + 4");
-  frag_load(b, l, a, 3, qt, "wq + (g + 8) * ST + 8 * kk + t + 4");
-  b.line("#pragma unroll");
-  b.open("for (int nt = 0; nt < BN / 8; ++nt)");
-  frag_decl(b, l, "kf", "[2]");
-  const Frag kf{"kf", ""};
-  frag_load(b, l, kf, 0, kt, "(8 * nt + g) * ST + 8 * kk + t");
-  frag_load(b, l, kf, 1, kt, "(8 * nt + g) * ST + 8 * kk + t + 4");
-  emit_mma(b, l, "s[nt]", a, kf);
-  b.close();
-  b.close();
+  emit_tile_product(b, l, {"s", "nt", "BN / 8", "DK / 8", "a", &qt, a_offsets("wq"), {}, &kt, b_offsets("8 * nt + g")});
   if (l.async) {
     b.line("__syncthreads();  // every warp is done with Ks: the next K tile streams in");
     b.open("if (n0 + BN < n_end)");
@@ -295,20 +276,16 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   frag_decl(b, l, "ka", "[4]");
   frag_decl(b, l, "va", "[4]");
   const Frag ka{"ka", ""}, va{"va", ""};
-  const char* a_off[4] = {"wk + g * ST + 8 * kk + t", "wk + (g + 8) * ST + 8 * kk + t",
-                          "wk + g * ST + 8 * kk + t + 4", "wk + (g + 8) * ST + 8 * kk + t + 4"};
-  for (int i = 0; i < 4; ++i) frag_load(b, l, ka, i, kt, a_off[i]);
-  for (int i = 0; i < 4; ++i) frag_load(b, l, va, i, vt, a_off[i]);
+  frag_load_all(b, l, ka, kt, a_offsets("wk"));
+  frag_load_all(b, l, va, vt, a_offsets("wk"));
   b.line("#pragma unroll");
   b.open("for (int mt = 0; mt < BM / 8; ++mt)");
   frag_decl(b, l, "qf", "[2]");
   const Frag qf{"qf", ""}, df{"df", ""};
-  frag_load(b, l, qf, 0, qt, "(qo + 8 * mt + g) * ST + 8 * kk + t");
-  frag_load(b, l, qf, 1, qt, "(qo + 8 * mt + g) * ST + 8 * kk + t + 4");
+  frag_load_all(b, l, qf, qt, b_offsets("qo + 8 * mt + g"));
   emit_mma(b, l, "st[mt]", ka, qf);
   frag_decl(b, l, "df", "[2]");
-  frag_load(b, l, df, 0, dot, "(qo + 8 * mt + g) * ST + 8 * kk + t");
-  frag_load(b, l, df, 1, dot, "(qo + 8 * mt + g) * ST + 8 * kk + t + 4");
+  frag_load_all(b, l, df, dot, b_offsets("qo + 8 * mt + g"));
   emit_mma(b, l, "dpt[mt]", va, df);
   b.close();
   b.close();
@@ -354,28 +331,11 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   b.blank();
   b.comment("dq += ds k · scale: row block warp % RB, d tiles (warp / RB)·HT + j; mma k = t is key 2t");
   b.line("const int rb = warp % RB, dt0 = warp / RB * HT;");
-  b.line("float dq[HT][4];");
-  b.line("#pragma unroll");
-  b.line("for (int j = 0; j < HT; ++j) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.f;");
-  b.line("#pragma unroll");
-  b.open("for (int kk = 0; kk < BN / 8; ++kk)");
-  frag_decl(b, l, "sa", "[4]");
-  const Frag sa{"sa", ""};
-  frag_load(b, l, sa, 0, dst, "(8 * kk + 2 * t) * PT + 16 * rb + g");
-  frag_load(b, l, sa, 1, dst, "(8 * kk + 2 * t) * PT + 16 * rb + g + 8");
-  frag_load(b, l, sa, 2, dst, "(8 * kk + 2 * t + 1) * PT + 16 * rb + g");
-  frag_load(b, l, sa, 3, dst, "(8 * kk + 2 * t + 1) * PT + 16 * rb + g + 8");
-  b.line("#pragma unroll");
-  b.open("for (int j = 0; j < HT; ++j)");
-  b.line("const int dt = dt0 + j;");
-  b.line("if (dt >= DK / 8) break;");
-  frag_decl(b, l, "kf", "[2]");
-  const Frag kf{"kf", ""};
-  frag_load(b, l, kf, 0, kt, "(8 * kk + 2 * t) * ST + 8 * dt + g");
-  frag_load(b, l, kf, 1, kt, "(8 * kk + 2 * t + 1) * ST + 8 * dt + g");
-  emit_mma(b, l, "dq[j]", sa, kf);
-  b.close();
-  b.close();
+  emit_tile_product(b, l,
+                    {"dq", "j", "HT", "BN / 8", "sa", &dst,
+                     {"(8 * kk + 2 * t) * PT + 16 * rb + g", "(8 * kk + 2 * t) * PT + 16 * rb + g + 8",
+                      "(8 * kk + 2 * t + 1) * PT + 16 * rb + g", "(8 * kk + 2 * t + 1) * PT + 16 * rb + g + 8"},
+                     {"const int dt = dt0 + j;", "if (dt >= DK / 8) break;"}, &kt, k_row_offsets("")});
   b.line("#pragma unroll");
   b.open("for (int j = 0; j < HT; ++j)");
   b.line("const int dt = dt0 + j;");
@@ -422,24 +382,8 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
     b.line("if (warp >= KW) return;");
   }
   b.comment("dk · scale and dv for the warp's keys");
-  b.line("#pragma unroll");
-  b.open("for (int h = 0; h < 2; ++h)");
-  b.line("const int key = n0 + kw * 16 + g + 8 * h;");
-  b.line("if (key >= p.n_k) continue;");
-  b.line("T* dkrow = static_cast<T*>(p.dk) + ((long long)b * p.n_k + key) * D;");
-  b.line("T* dvrow = static_cast<T*>(p.dv) + ((long long)b * p.n_k + key) * D;");
-  b.line("#pragma unroll");
-  b.open("for (int dt = 0; dt < DK / 8; ++dt)");
-  b.line("#pragma unroll");
-  b.open("for (int e = 0; e < 2; ++e)");
-  b.line("const int c = 8 * dt + 2 * t + e;");
-  b.open("if (c < D)");
-  b.line("store(dkrow + c, dk[dt][2 * h + e] * kScale);");
-  b.line("store(dvrow + c, dv[dt][2 * h + e]);");
-  b.close();
-  b.close();
-  b.close();
-  b.close();
+  emit_dk_dv_store(b, {"for (int h = 0; h < 2; ++h)", "n0 + kw * 16 + g + 8 * h", "for (int dt = 0; dt < DK / 8; ++dt)",
+                       "for (int e = 0; e < 2; ++e)", "8 * dt + 2 * t + e", "[dt][2 * h + e]"});
   return finish_kernel(b, k);
 }
 

@@ -82,8 +82,7 @@ void emit_fragment_products(SourceBuilder& b, const Tf32Layout& l, const Frag& a
   frag_decl(b, l, "bf", "[2]");
   const Frag bf{"bf", ""};
   const std::string r0 = row0 == "0" ? "" : row0 + " + ";
-  frag_load(b, l, bf, 0, t, fmt::format("({}8 * kk + 2 * t) * ST + 8 * dt + g", r0));
-  frag_load(b, l, bf, 1, t, fmt::format("({}8 * kk + 2 * t + 1) * ST + 8 * dt + g", r0));
+  frag_load_all(b, l, bf, t, k_row_offsets(r0));
   emit_mma(b, l, "accs[h]", a, bf, l.split ? "accs_small[h]" : "");
   b.close();
   b.close();
@@ -110,6 +109,48 @@ void tile_store(SourceBuilder& b, const Tile& t, const std::string& off, const s
   } else {
     b.line("{}[{}] = {};", t.name, off, value);
   }
+}
+
+void emit_zero_fragments(SourceBuilder& b, const std::string& acc, const std::string& i, const std::string& n) {
+  b.line("float {}[{}][4];", acc, n);
+  b.line("#pragma unroll");
+  b.line("for (int {1} = 0; {1} < {2}; ++{1}) {0}[{1}][0] = {0}[{1}][1] = {0}[{1}][2] = {0}[{1}][3] = 0.f;", acc, i, n);
+}
+
+void frag_load_all(SourceBuilder& b, const Tf32Layout& l, const Frag& f, const Tile& t,
+                   const std::vector<std::string>& offs) {
+  for (size_t i = 0; i < offs.size(); ++i) frag_load(b, l, f, static_cast<int>(i), t, offs[i]);
+}
+
+std::vector<std::string> a_offsets(const std::string& rows) {
+  return {rows + " + g * ST + 8 * kk + t", rows + " + (g + 8) * ST + 8 * kk + t", rows + " + g * ST + 8 * kk + t + 4",
+          rows + " + (g + 8) * ST + 8 * kk + t + 4"};
+}
+
+std::vector<std::string> b_offsets(const std::string& row) {
+  return {"(" + row + ") * ST + 8 * kk + t", "(" + row + ") * ST + 8 * kk + t + 4"};
+}
+
+std::vector<std::string> k_row_offsets(const std::string& r0) {
+  return {"(" + r0 + "8 * kk + 2 * t) * ST + 8 * dt + g", "(" + r0 + "8 * kk + 2 * t + 1) * ST + 8 * dt + g"};
+}
+
+void emit_tile_product(SourceBuilder& b, const Tf32Layout& l, const TileProduct& p) {
+  emit_zero_fragments(b, p.acc, p.j, p.count);
+  b.line("#pragma unroll");
+  b.open("for (int kk = 0; kk < {}; ++kk)", p.steps);
+  frag_decl(b, l, p.a, "[4]");
+  const Frag a{p.a, ""};
+  frag_load_all(b, l, a, *p.a_tile, p.a_offs);
+  b.line("#pragma unroll");
+  b.open("for (int {0} = 0; {0} < {1}; ++{0})", p.j, p.count);
+  for (const std::string& line : p.j_lines) b.line("{}", line);
+  frag_decl(b, l, "kf", "[2]");
+  const Frag kf{"kf", ""};
+  frag_load_all(b, l, kf, *p.b_tile, p.b_offs);
+  emit_mma(b, l, fmt::format("{}[{}]", p.acc, p.j), a, kf);
+  b.close();
+  b.close();
 }
 
 void emit_tf32_constants(SourceBuilder& b, const Tf32Layout& l) {

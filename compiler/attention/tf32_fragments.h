@@ -96,6 +96,34 @@ void emit_mma(SourceBuilder& b, const Tf32Layout& l, const std::string& acc, con
 /// else one fragment, two chains.
 void emit_fragment_products(SourceBuilder& b, const Tf32Layout& l, const Frag& a, const Tile& t, const char* steps,
                             const std::string& fold, bool pair, const std::string& row0 = "0");
+/// Emits `float acc[n][4]` zeroed, indexed by `i` (a fragment per i < n).
+void emit_zero_fragments(SourceBuilder& b, const std::string& acc, const std::string& i, const std::string& n);
+/// Elements 0, 1, ... of fragment f = elements offs[0], offs[1], ... of tile t.
+void frag_load_all(SourceBuilder& b, const Tf32Layout& l, const Frag& f, const Tile& t,
+                   const std::vector<std::string>& offs);
+/// The offsets of the A fragment of the warp's 16 rows starting at shared offset `rows`, k-step kk.
+std::vector<std::string> a_offsets(const std::string& rows);
+/// The offsets of the B fragment of tile row `row` (an expression), k-step kk.
+std::vector<std::string> b_offsets(const std::string& row);
+/// The offsets of the B fragment of k-step kk's rows (from `r0`, "" or "<rows> + ") and output
+/// fragment dt: rows 8·kk + 2t and 8·kk + 2t + 1, column 8·dt + g (NOTE [Permuted k in
+/// register-sourced products]).
+std::vector<std::string> k_row_offsets(const std::string& r0);
+/// One product over shared tiles, acc[j] += a · b for each fragment j of the output, one k-step
+/// kk of `steps` at a time: the A fragment `a` (4 elements of a_tile at a_offs) is loaded once a
+/// k-step, the B fragment (2 elements of b_tile at b_offs) once a k-step and j.
+struct TileProduct {
+  std::string acc, j, count;           // float acc[count][4], indexed by j
+  std::string steps;                   // k-steps
+  std::string a;                       // the A fragment's name
+  const Tile* a_tile;
+  std::vector<std::string> a_offs;     // 4 offsets, over kk
+  std::vector<std::string> j_lines;    // emitted first in the loop over j
+  const Tile* b_tile;
+  std::vector<std::string> b_offs;     // 2 offsets, over kk and j
+};
+void emit_tile_product(SourceBuilder& b, const Tf32Layout& l, const TileProduct& p);
+
 /// Stores the float `value` into element `off` of tile t (split there when t is Split).
 void tile_store(SourceBuilder& b, const Tile& t, const std::string& off, const std::string& value);
 
