@@ -216,6 +216,16 @@ void emit_row_allsum(SourceBuilder& b, const std::string& var, int width) {
     b.line("{} += __shfl_xor_sync(0xffffffffu, {}, {});", var, var, m);
 }
 
+void emit_key_accumulators(SourceBuilder& b, const AttentionSpec& s, const char* dims, const char* zero_loop,
+                           const char* zero, const char* step_rows) {
+  b.line("float dk{0}, dv{0};", dims);
+  b.line("#pragma unroll");
+  b.line("{}", zero_loop);
+  b.line("  {}", zero);
+  if (s.causal) b.comment("rows before n0 see none of these keys");
+  b.line("const int m_begin = {};", s.causal ? fmt::format("n0 / {0} * {0}", step_rows) : "0");
+}
+
 void emit_dk_dv_store(SourceBuilder& b, const OutputLoops& o) {
   b.line("#pragma unroll");
   b.open("{}", o.rows);

@@ -83,6 +83,10 @@ void emit_row_allsum(SourceBuilder& b, const std::string& var, int width);
 struct OutputLoops {
   const char *rows, *row, *chunks, *elems, *col, *at;
 };
+/// The backward's start: dk and dv (`dims`, zeroed by the loop `zero`, two lines), and m_begin,
+/// the first query row a block's keys see (causal: rounded down to the step of `step_rows`).
+void emit_key_accumulators(SourceBuilder& b, const AttentionSpec& s, const char* dims, const char* zero_loop,
+                           const char* zero, const char* step_rows);
 /// The backward's end: dk · scale and dv of the thread's keys, stored where key < n_k, c < D.
 void emit_dk_dv_store(SourceBuilder& b, const OutputLoops& o);
 

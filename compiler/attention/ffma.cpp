@@ -47,7 +47,14 @@ FfmaLayout ffma_layout(const AttentionSpec& s, bool backward) {
   return l;
 }
 
-void emit_ffma_constants(SourceBuilder& b, const FfmaLayout& l) {
+// The kernel's header and opening, then the layout's constants.
+void open_ffma_kernel(SourceBuilder& b, const AttentionSpec& s, const GeneratedKernel& k, const FfmaLayout& l,
+                      bool backward) {
+  const std::string tiles =
+      backward ? fmt::format("one block per {} keys (k, v, dk, dv resident), {} query rows per step, ", l.BN, l.BM)
+               : fmt::format("one block per {} query rows (resident in shared memory), {} keys per step, ", l.BM, l.BN);
+  emit_main_kernel_open(b, s, k, backward,
+                        tiles + fmt::format("{} threads, {} bytes of shared memory", l.NT, k.smem_bytes));
   b.line("constexpr int D = {}, DP = {}, DW = {};  // head dim, padded to 4, working width", l.D,
          l.DP, l.DW);
   b.line("constexpr int BM = {}, BN = {}, NT = {}, TC = {}, TR = {};", l.BM, l.BN, l.NT, l.TC, l.TR);
@@ -96,11 +103,7 @@ GeneratedKernel ffma_forward(const AttentionSpec& s) {
                                    sizeof(float) * static_cast<size_t>(l.BM * l.QS + l.BN * l.QS + l.BN * l.DW + l.BM * l.PS));
 
   SourceBuilder b;
-  emit_main_kernel_open(b, s, k, false,
-                        fmt::format("one block per {} query rows (resident in shared memory), {} keys per step, "
-                          "{} threads, {} bytes of shared memory",
-                          l.BM, l.BN, l.NT, k.smem_bytes));
-  emit_ffma_constants(b, l);
+  open_ffma_kernel(b, s, k, l, false);
   b.line("constexpr int RM = {}, RN = {};  // score rows and columns per thread", RM, RN);
   b.line("constexpr float kScaleLog2e = {};  // scale · log2(e): NOTE [Online softmax in base 2]",
          float_literal(s.scale * 1.4426950408889634));
@@ -217,11 +220,7 @@ GeneratedKernel ffma_backward(const AttentionSpec& s) {
                                    sizeof(float) * static_cast<size_t>(2 * l.BN * l.QS + 2 * l.BM * l.QS + 2 * l.BM * l.PS + 2 * l.BM));
 
   SourceBuilder b;
-  emit_main_kernel_open(b, s, k, true,
-                        fmt::format("one block per {} keys (k, v, dk, dv resident), {} query rows per step, "
-                          "{} threads, {} bytes of shared memory",
-                          l.BN, l.BM, l.NT, k.smem_bytes));
-  emit_ffma_constants(b, l);
+  open_ffma_kernel(b, s, k, l, true);
   b.line("constexpr int RMA = {}, RNA = {}, RNB = {};  // query rows, key columns, key rows per thread",
          RMA, RNA, RNB);
   b.line("constexpr float kScale = {}, kScaleLog2e = {};", float_literal(s.scale),
@@ -240,12 +239,8 @@ GeneratedKernel ffma_backward(const AttentionSpec& s) {
   b.blank();
   emit_tile_load(b, s, l.NT, {"Ks", "k", "p.k_sn", "p.k_sd", "n0", "p.n_k", "", l.BN, l.DW, l.QS});
   emit_tile_load(b, s, l.NT, {"Vs", "v", "p.v_sn", "p.v_sd", "n0", "p.n_k", "", l.BN, l.DW, l.QS});
-  b.line("float dk[RNB][4 * JC], dv[RNB][4 * JC];");
-  b.line("#pragma unroll");
-  b.line("for (int i = 0; i < RNB; ++i)");
-  b.line("  for (int c = 0; c < 4 * JC; ++c) dk[i][c] = dv[i][c] = 0.f;");
-  if (s.causal) b.comment("rows before n0 see none of these keys");
-  b.line("const int m_begin = {};", s.causal ? "n0 / BM * BM" : "0");
+  emit_key_accumulators(b, s, "[RNB][4 * JC]", "for (int i = 0; i < RNB; ++i)",
+                        "for (int c = 0; c < 4 * JC; ++c) dk[i][c] = dv[i][c] = 0.f;", "BM");
   b.open("for (int m0 = m_begin; m0 < p.n_q; m0 += BM)");
   b.line("__syncthreads();  // k, v stored; the previous step's readers are done");
   emit_tile_load(b, s, l.NT, {"Qs", "q", "p.q_sn", "p.q_sd", "m0", "p.n_q", "", l.BM, l.DW, l.QS});

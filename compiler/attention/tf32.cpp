@@ -53,6 +53,15 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   v_tile.split = vt.form == TileForm::Split;
   TileLoad k_next = k_tile, v_next = v_tile;
   k_next.row0 = v_next.row0 = "(n0 + BN)";
+  // Once every warp is done with a tile, the next one streams in over it.
+  auto stream_next = [&](const TileLoad& next) {
+    b.line("__syncthreads();  // every warp is done with {}: the next {} tile streams in", next.dst,
+           next.dst == "Ks" ? "K" : "V");
+    b.open("if (n0 + BN < n_end)");
+    emit_tile_load(b, s, l.NT, next);
+    b.close();
+    b.line("cp_async_commit();");
+  };
   if (l.async) {
     b.comment("the first K and V tiles start streaming in: NOTE [Async K/V pipeline]");
     b.open("");
@@ -75,13 +84,7 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   b.blank();
   b.comment("s = q kᵀ: 16 rows × BN keys per warp");
   emit_tile_product(b, l, {"s", "nt", "BN / 8", "DK / 8", "a", &qt, a_offsets("wq"), {}, &kt, b_offsets("8 * nt + g")});
-  if (l.async) {
-    b.line("__syncthreads();  // every warp is done with Ks: the next K tile streams in");
-    b.open("if (n0 + BN < n_end)");
-    emit_tile_load(b, s, l.NT, k_next);
-    b.close();
-    b.line("cp_async_commit();");
-  }
+  if (l.async) stream_next(k_next);
   b.blank();
   b.comment("mask, then the online softmax update for rows g (h = 0) and g + 8 (h = 1); o is rescaled by");
   b.comment("alpha where this tile's p v is added to it");
@@ -129,13 +132,7 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   }
   b.comment("o = o · alpha + p v, one fragment at a time: NOTE [Short mma chains]");
   emit_fragment_products(b, l, pf, vt, "BN / 8", "o[dt][e] = fmaf(o[dt][e], alpha[e >> 1], acc[e]);", true);
-  if (l.async) {
-    b.line("__syncthreads();  // every warp is done with Vs: the next V tile streams in");
-    b.open("if (n0 + BN < n_end)");
-    emit_tile_load(b, s, l.NT, v_next);
-    b.close();
-    b.line("cp_async_commit();");
-  }
+  if (l.async) stream_next(v_next);
   b.close();  // n0 loop
   b.blank();
   b.comment("o / l and lse = (m + log2 l) · ln 2");
@@ -231,12 +228,8 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
     b.close();
   };
   b.comment("dk, dv: keys g and g + 8 of the warp, columns 8·dt + 2t + {0, 1}");
-  b.line("float dk[DK / 8][4], dv[DK / 8][4];");
-  b.line("#pragma unroll");
-  b.line("for (int dt = 0; dt < DK / 8; ++dt)");
-  b.line("  for (int e = 0; e < 4; ++e) dk[dt][e] = dv[dt][e] = 0.f;");
-  if (s.causal) b.comment("rows before n0 see none of these keys");
-  b.line("const int m_begin = {};", s.causal ? "n0 / SB * SB" : "0");
+  emit_key_accumulators(b, s, "[DK / 8][4]", "for (int dt = 0; dt < DK / 8; ++dt)",
+                        "for (int e = 0; e < 4; ++e) dk[dt][e] = dv[dt][e] = 0.f;", "SB");
   // q, dout, lse and delta of the step at row0 into the staging registers
   auto fetch_step = [&](const std::string& row0) {
     TileLoad q_at = q_tile, do_at = do_tile;
