@@ -15,8 +15,7 @@
 
 #include "bench/args.h"
 #include "bench/bench.h"
-#include "compiler/attention_kernels.h"
-#include "compiler/cuda_attention.h"
+#include "compiler/attention/launch.h"
 #include "compiler/jit.h"
 #include "compiler/kernel_cache.h"
 #include "minidl/minidl.h"

@@ -10,10 +10,10 @@
 #include "core/grad_mode.h"
 #include "core/ops.h"
 #if MINIDL_WITH_CUDA
+#include "compiler/attention/attention.h"
+#include "compiler/attention/launch.h"
 #include "compiler/codegen/fusion.h"
 #include "compiler/codegen/lower_group.h"
-#include "compiler/cuda_attention.h"
-#include "compiler/fused_attention.h"
 #include "compiler/fusion_group.h"
 #endif
 

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "base/log.h"
+#include "compiler/attention/match.h"
 #include "compiler/fusion_group.h"
 
 namespace minidl {

@@ -19,7 +19,7 @@
 #include <thread>
 
 #include "base/log.h"
-#include "compiler/codegen/attention.h"
+#include "compiler/attention/generate.h"
 #include "compiler/jit.h"
 #include "compiler/kernel_cache.h"
 #include "test_utils.h"

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -17,8 +18,10 @@
 #include <tuple>
 #include <vector>
 
-#include "compiler/attention_kernels.h"
-#include "compiler/codegen/attention.h"
+#include "base/env.h"
+#include "compiler/attention/generate.h"
+#include "compiler/attention/launch.h"
+#include "compiler/attention/tiles.h"
 #include "compiler/codegen/device/kernel_params.h"
 #include "compiler/codegen/embedded_headers.h"
 #include "compiler/codegen/fusion.h"
@@ -572,6 +575,133 @@ TEST_CASE("codegen: attention specs outside the kernels' range are rejected") {
   s.head_dim = 256;
   s.block_m = s.block_n = 256;  // far past the shared memory of a block
   CHECK_THROWS_WITH_AS(generate_attention_forward(s), doctest::Contains("shared memory"), ValueError);
+}
+
+// ============================================================================ attention golden
+
+namespace {
+
+// NOTE [Attention golden sources]
+// Every attention kernel the generators make over a broad grid of specs (math × dtype × head dim
+// × causal × unit d stride × kind, and explicit tiles), one line each in
+// tests/golden/attention_kernels.txt: the spec, then the kernel's name, threads, shared memory,
+// tile and the FNV-1a 64 hash of its source (or "throws" for a spec the generators reject). A
+// change to the generators that is meant to change no kernel (a refactor) must leave the file
+// as it is; one that changes kernels rewrites it with MINIDL_UPDATE_GOLDEN=1
+// (docs/env_vars.md), and the diff shows which kernels changed.
+
+uint64_t fnv1a64(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+std::string golden_line(const std::string& label, const std::function<GeneratedKernel()>& generate) {
+  try {
+    const GeneratedKernel k = generate();
+    return fmt::format("{} {} threads={} smem={} tile={} {:016x}", label, k.name, k.threads, k.smem_bytes, k.tile,
+                       fnv1a64(k.source));
+  } catch (const std::exception&) {
+    return label + " throws";
+  }
+}
+
+// One line per kind (forward, delta, backward) of the kernels of `s`.
+void add_golden_lines(std::vector<std::string>& out, const AttentionSpec& s) {
+  const std::string label = fmt::format(
+      "{} {} d={} causal={} unit={} scale={} tiles={}x{}g{} async={} split={}", attention_math_name(s.math),
+      dtype_name(s.dtype), s.head_dim, s.causal, s.unit_d_stride, s.scale, s.block_m, s.block_n, s.groups,
+      s.async_copy, s.split ? split_tiles_name(*s.split) : "default");
+  out.push_back(golden_line(label + " fwd", [&] { return generate_attention_forward(s); }));
+  out.push_back(golden_line(label + " delta", [&] { return generate_attention_backward_delta(s); }));
+  out.push_back(golden_line(label + " bwd", [&] { return generate_attention_backward(s); }));
+}
+
+std::vector<std::string> attention_golden_lines() {
+  std::vector<std::string> out;
+  AttentionSpec s;
+  s.nodes = {"FusedAttention"};
+  for (AttentionMath m : {AttentionMath::Ffma, AttentionMath::Tf32})
+    for (DType t : {kFloat32, kFloat16, kBFloat16})
+      for (int d : {8, 16, 24, 37, 40, 64, 72, 128, 200, 256})
+        for (bool causal : {false, true})
+          for (bool unit : {true, false}) {
+            if (d > max_head_dim(m)) continue;
+            s.math = m, s.dtype = t, s.head_dim = d, s.causal = causal, s.unit_d_stride = unit;
+            add_golden_lines(out, s);
+          }
+  s.scale = 0.3;
+  for (AttentionMath m : {AttentionMath::Ffma, AttentionMath::Tf32}) {
+    s.math = m, s.dtype = kFloat32, s.head_dim = 64, s.causal = true, s.unit_d_stride = true;
+    add_golden_lines(out, s);
+  }
+  s.scale = 0.125;
+  // explicit tiles: those the tests and MINIDL_ATTENTION_TILES use, the halved defaults of
+  // NOTE [Tiles by grid size], and some the generators reject
+  struct Tiles {
+    int m, n, groups;
+  };
+  const std::vector<Tiles> ffma_tiles = {{16, 16, 1}, {32, 32, 1}, {16, 64, 1}, {64, 32, 1}, {64, 64, 1}, {256, 256, 1}};
+  const std::vector<Tiles> tf32_tiles = {{16, 16, 1}, {16, 128, 1}, {32, 32, 1}, {32, 64, 1}, {64, 64, 1},
+                                         {32, 64, 2}, {32, 32, 2},  {16, 16, 4}, {32, 128, 1}, {64, 128, 1},
+                                         {128, 64, 1}, {32, 48, 1}, {24, 64, 1}, {32, 128, 2}, {64, 32, 2}};
+  for (AttentionMath m : {AttentionMath::Ffma, AttentionMath::Tf32})
+    for (DType t : {kFloat32, kBFloat16})
+      for (int d : {24, 40, 64, 128})
+        for (bool causal : {false, true}) {
+          s.math = m, s.dtype = t, s.head_dim = d, s.causal = causal, s.unit_d_stride = d != 40;
+          std::vector<Tiles> tiles = m == AttentionMath::Ffma ? ffma_tiles : tf32_tiles;
+          if (m == AttentionMath::Tf32)
+            for (bool backward : {false, true}) {
+              const auto [bm, bn] = default_tf32_tiles(backward, d);
+              tiles.push_back(backward ? Tiles{bm, bn / 2, 2} : Tiles{bm / 2, bn, 1});
+              if (backward) tiles.push_back({bm, bn / 2, 1});
+            }
+          for (const Tiles& x : tiles) {
+            s.block_m = x.m, s.block_n = x.n, s.groups = x.groups;
+            add_golden_lines(out, s);
+          }
+          s.block_m = s.block_n = 0, s.groups = 1;
+          if (m != AttentionMath::Tf32) continue;
+          s.async_copy = false;
+          add_golden_lines(out, s);
+          s.async_copy = true;
+          for (const char* split : {"none", "q+k+v+do+ds", "q+do+ds", "k+v", "q", "ds"}) {
+            s.split = parse_split_tiles(split);
+            add_golden_lines(out, s);
+            s.async_copy = false;
+            add_golden_lines(out, s);
+            s.async_copy = true;
+          }
+          s.split.reset();
+        }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("codegen: attention kernel sources match tests/golden/attention_kernels.txt") {
+  // NOTE [Attention golden sources]; MINIDL_UPDATE_GOLDEN=1 rewrites the file.
+  const fs::path path = fs::path(MINIDL_SOURCE_DIR) / "tests" / "golden" / "attention_kernels.txt";
+  const std::vector<std::string> lines = attention_golden_lines();
+  if (env_flag("MINIDL_UPDATE_GOLDEN", false)) {
+    fs::create_directories(path.parent_path());
+    std::ofstream f(path);
+    for (const std::string& l : lines) f << l << '\n';
+    REQUIRE(f.good());
+    MESSAGE("wrote " << lines.size() << " lines to " << path.string());
+    return;
+  }
+  std::ifstream f(path);
+  REQUIRE_MESSAGE(f.good(), "no " << path.string() << " (MINIDL_UPDATE_GOLDEN=1 writes it)");
+  std::vector<std::string> golden;
+  for (std::string l; std::getline(f, l);) golden.push_back(l);
+  int differ = 0;
+  for (size_t i = 0; i < std::max(lines.size(), golden.size()); ++i) {
+    const std::string got = i < lines.size() ? lines[i] : "(none)", want = i < golden.size() ? golden[i] : "(none)";
+    if (got != want && ++differ <= 10) CHECK_MESSAGE(got == want, "line " << i + 1 << ":\n  now:    " << got << "\n  golden: " << want);
+  }
+  CHECK_MESSAGE(differ == 0, differ << " of " << lines.size() << " lines differ from " << path.string());
 }
 
 // ============================================================================ NVRTC

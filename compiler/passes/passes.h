@@ -1,5 +1,6 @@
 // The compiler's passes, one file each in this folder, run in order by build_plan()
 // (compiler/plan.cpp). Each takes a graph and rewrites it; check_graph validates the result.
+// The attention matcher lives with the rest of attention: compiler/attention/match.h.
 #pragma once
 
 #include <cstddef>
@@ -14,12 +15,6 @@ namespace minidl {
 /// Dead-code elimination: drops the nodes whose outputs nothing reads and releases the data of
 /// constants nothing reads any more (dce.cpp).
 void dce(Graph& g);
-
-/// The attention matcher: replaces each softmax(Q·Kᵀ·scale [+ causal mask])·V subgraph by one
-/// FusedAttention node (attention.cpp, NOTE [Attention spellings]). Returns one line per
-/// near-match it rejected, naming the check that failed; each is also logged at debug level
-/// on the "compiler" logger.
-std::vector<std::string> match_attention(Graph& g);
 
 /// Where an input of a backward graph comes from when the backward runs.
 struct BackwardInput {

@@ -1,9 +1,27 @@
-// FusedAttention: softmax(q kᵀ · scale [+ causal mask]) v as one primitive, and its gradient
-// FusedAttentionBackward. The attention matcher (compiler/passes/attention.cpp) puts them into
-// compiled graphs. Each keeps the unfused composition it stands for as its fallback (the
-// pattern of MLX's fast::Custom): the composition runs where no fused kernel applies and is
-// the reference the kernels are tested against. CPU kernels: NOTE [CPU flash attention] in
-// fused_attention.cpp; CUDA kernels: compiler/attention_kernels.h.
+// The attention wing: softmax(q kᵀ · scale [+ causal mask]) v as one primitive, from the graph
+// pattern to the GPU kernels. Start here; the rest of compiler/attention/ is, in the order a
+// compiled attention passes through it:
+//
+//   match.h      the matcher: finds attention spelled with ops in a traced graph and replaces it
+//                by a FusedAttention node (NOTE [Attention spellings] in match.cpp)
+//   attention.h  (this file) the primitives FusedAttention and FusedAttentionBackward, each with
+//                its composite fallback; attention.cpp holds their CPU kernels (NOTE [CPU flash
+//                attention]) and the compositions
+//   launch.h     the CUDA launchers the primitives call: validate, choose the kernels' spec,
+//                compile through the JIT, launch (NOTE [dq by atomics] in launch.cpp)
+//   spec.h       AttentionSpec: everything a generated kernel is specialised on
+//   tiles.h      the tiles: defaults by head dim, MINIDL_ATTENTION_TILES parsing, the halved
+//                tiles of small grids (NOTE [Tiles by grid size] in tiles.cpp)
+//   generate.h   the kernel generators' entry points; generate.cpp holds the NOTEs the kernels
+//                cite. The math: ffma.h (CUDA cores) and tf32.h with tf32_fragments.h (tensor
+//                cores), over the shared emitters of emit.h
+//
+// docs/kernel-notes.md has the kernels' measurements and the tile sweep behind the defaults;
+// docs/fusion-walkthrough.md follows a compiled attention through the passes.
+//
+// FusedAttention and FusedAttentionBackward each keep the unfused composition they stand for as
+// their fallback (the pattern of MLX's fast::Custom): the composition runs where no fused
+// kernel applies and is the reference the kernels are tested against.
 #pragma once
 
 #include <string>

@@ -1,17 +1,13 @@
-// Generators of the fused attention kernels (FlashAttention-2): the forward keeps a tile of
-// query rows resident, streams K/V tiles through shared memory with an online softmax, and
-// writes O and the log-sum-exp, never the N×N matrix; the backward recomputes P tile by tile.
-// Each kernel is specialised at compile time on head dim, tiles, dtype, causal and scale; the
-// sizes and strides of q, k, v are runtime arguments (AttentionFwdParams / AttentionBwdParams in
-// compiler/codegen/device/kernel_params.h), so one kernel serves every sequence length.
+// What one fused attention kernel is specialised on: the math of its products, dtype, head dim,
+// causal mask, scale, d stride, tiles and which tiles are split at load. The generators
+// (compiler/attention/generate.h) take it; the launcher (launch.h) fills it from the inputs and
+// the environment; the tiles it leaves at 0 are the defaults of compiler/attention/tiles.h.
 #pragma once
 
 #include <optional>
 #include <string>
-#include <utility>
 #include <vector>
 
-#include "compiler/codegen/kernel.h"
 #include "core/dtype.h"
 
 namespace minidl::codegen {
@@ -26,7 +22,7 @@ enum class AttentionMath {
 const char* attention_math_name(AttentionMath m);
 
 /// float32 tiles of the Tf32 kernels that are stored in shared memory already split into their
-/// big and small TF32 parts (NOTE [Split at load] in attention.cpp), instead of being split by
+/// big and small TF32 parts (NOTE [Split at load] in generate.cpp), instead of being split by
 /// every warp at every read. Forward: q (resident), k, v (streamed; no cp.async then); backward:
 /// k, v (resident), q, dout (streamed), ds (written by a warp, read by all for dq).
 struct SplitTiles {
@@ -53,7 +49,7 @@ struct AttentionSpec {
   int block_m = 0, block_n = 0;
   // Tf32 backward: warp groups per block, each taking block_m of a step's groups · block_m query
   // rows against the same block_n keys (dk and dv summed over the groups at the end): more warps
-  // for a grid of few key tiles. NOTE [Query groups] in attention.cpp.
+  // for a grid of few key tiles. NOTE [Query groups] in generate.cpp.
   int groups = 1;
   // Tf32: tile loads overlap compute. Forward: float32 K/V tiles stream in with cp.async (NOTE
   // [Async K/V pipeline]); backward: the next step's q and dout tiles are loaded into registers
@@ -65,34 +61,5 @@ struct AttentionSpec {
 /// Largest head dim each math supports (Tf32's backward keeps dK and dV for 16 keys × d per
 /// warp in registers, which caps it at 128).
 int max_head_dim(AttentionMath m);
-
-/// Tiles chosen by text (MINIDL_ATTENTION_TILES, docs/env_vars.md), for tuning without a rebuild.
-struct TileChoice {
-  int block_m = 0, block_n = 0, groups = 1;  // 0×0: the defaults
-  std::optional<SplitTiles> split;           // unset: the defaults
-};
-/// The choice for one kernel kind and head dim in `text`: comma-separated entries
-/// <fwd|bwd>[@<head dim>]=<M>x<N>[g<groups>][:<split tiles>], e.g.
-/// "fwd=64x64,bwd=32x64:q+do+ds,bwd@128=32x64g2". An entry for the head dim wins over one
-/// without (the last of each counts); split tiles as parse_split_tiles reads them. Every entry
-/// is checked, whatever kernel it names: a malformed one throws ValueError.
-TileChoice parse_tile_choice(const std::string& text, bool backward, int head_dim);
-
-/// The Tf32 tiles (block_m, block_n) a spec with 0×0 gets (docs/kernel-notes.md).
-std::pair<int, int> default_tf32_tiles(bool backward, int head_dim);
-
-/// The tiles a Tf32 float32 kernel pre-splits when the spec leaves it open (docs/kernel-notes.md).
-SplitTiles default_split_tiles(bool backward, int head_dim);
-
-/// Forward kernel: o, lse from q, k, v. One AttentionFwdParams; grid batch * ceil(n_q / tile).
-GeneratedKernel generate_attention_forward(const AttentionSpec& spec);
-
-/// Backward preprocessing: delta (B, n_q) float32 = rowsum(dout ∘ o), one warp per row. One
-/// AttentionBwdParams (reads o, dout; writes delta); grid batch * ceil(n_q / tile).
-GeneratedKernel generate_attention_backward_delta(const AttentionSpec& spec);
-
-/// Backward main kernel: one block per key tile writes dk, dv and adds its share of dq into the
-/// zeroed float32 dq_acc with atomics. One AttentionBwdParams; grid batch * ceil(n_k / tile).
-GeneratedKernel generate_attention_backward(const AttentionSpec& spec);
 
 }  // namespace minidl::codegen

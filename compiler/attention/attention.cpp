@@ -1,6 +1,6 @@
 // FusedAttention and FusedAttentionBackward: shape rules, CPU kernels (FlashAttention-2 loops),
 // CUDA entry points, the vjp, and the unfused compositions they fall back on.
-#include "compiler/fused_attention.h"
+#include "compiler/attention/attention.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +9,7 @@
 #include "core/cpu/parallel.h"
 #include "core/ops.h"
 #if MINIDL_WITH_CUDA
-#include "compiler/attention_kernels.h"
+#include "compiler/attention/launch.h"
 #endif
 
 namespace minidl {

@@ -1,4 +1,4 @@
-// The fused attention launchers (compiler/attention_kernels.h): validate, pick the kernels'
+// The fused attention launchers (compiler/attention/launch.h): validate, pick the kernels'
 // specialisation, compile them once through the JIT and its cache, fill the parameter blocks
 // and launch on the current stream.
 //
@@ -11,8 +11,7 @@
 // is ~4·10⁹ float additions into L2 (docs/kernel-notes.md says how to measure which costs more).
 // The order of the additions varies from run to run, so dq is not bitwise reproducible (as in
 // PyTorch's fused kernels); 16-bit dq is the float32 buffer cast once at the end.
-#include "compiler/attention_kernels.h"
-#include "compiler/cuda_attention.h"
+#include "compiler/attention/launch.h"
 
 #if MINIDL_WITH_CUDA
 #include <cstdlib>
@@ -22,7 +21,8 @@
 #include <tuple>
 
 #include "base/env.h"
-#include "compiler/codegen/attention.h"
+#include "compiler/attention/generate.h"
+#include "compiler/attention/tiles.h"
 #include "compiler/codegen/device/kernel_params.h"
 #include "compiler/jit.h"
 #include "core/ops.h"
@@ -93,49 +93,12 @@ codegen::AttentionSpec spec_for(Kind kind, int64_t head_dim, DType dtype, double
   return s;
 }
 
-// NOTE [Tiles by grid size]
-// The kernels run one block per resident tile (forward: query rows; backward: keys) per batch
-// entry, so a small B·N leaves SMs idle: B·H = 8 and N = 1024 with 128-row tiles is 64 blocks
-// for the H200's 132 SMs. Where the default tiles' grid would give at most half the SMs a
-// block, the resident tile is halved once: twice the blocks. The forward's blocks then have
-// half the warps; the backward keeps its warps where it can, in two query groups per key
-// (NOTE [Query groups] in compiler/codegen/attention.cpp). On the H200 at N = 1024
-// (docs/kernel-notes.md): forward d = 128 0.210 → 0.161 ms, d = 64 0.111 → 0.089; backward
-// d = 128 0.502 → 0.419 with half the warps (commit 64e01e5), and in the kernels of 0430f77
-// 0.400 with half the warps against 0.304 with two groups (d = 64: 0.266 against 0.171). At
-// N = 2048 (128 blocks) the bigger tiles still win. Tiles set with MINIDL_ATTENTION_TILES are
-// taken as they are.
-
-// The spec with its resident tile halved, where the tiles are the defaults and can be halved.
-std::optional<codegen::AttentionSpec> halved_tiles(codegen::AttentionSpec s, Kind kind) {
-  if (kind == Kind::Delta || s.math != codegen::AttentionMath::Tf32 || s.block_m != 0 || s.block_n != 0 ||
-      s.groups != 1)
-    return std::nullopt;
-  const bool backward = kind == Kind::Backward;
-  auto [bm, bn] = codegen::default_tf32_tiles(backward, s.head_dim);
-  int& resident = backward ? bn : bm;
-  const int smaller = resident / 2;
-  if (smaller < 16 || smaller % 16 != 0) return std::nullopt;
-  resident = smaller;
-  s.block_m = bm;
-  s.block_n = bn;
-  if (backward) {
-    // two groups keep the warps where dq's row blocks (2·bm / 16) still divide them; else one
-    // group of half the warps, whose key tile must stay a multiple of bm for the same reason
-    const int warps = 2 * bn / 16, row_blocks = 2 * bm / 16;
-    if (warps % row_blocks == 0) s.groups = 2;
-    else if (bn % bm != 0) return std::nullopt;
-  }
-  return s;
-}
-
-// The spec a launch over `batch` × `rows` resident rows on `device` uses: NOTE [Tiles by grid size].
+// The spec a launch over `batch` × `rows` resident rows on `device` uses: NOTE [Tiles by grid
+// size] in compiler/attention/tiles.cpp (the delta kernel has no tiles).
 codegen::AttentionSpec fit_tiles_to_grid(const codegen::AttentionSpec& s, Kind kind, int64_t batch, int64_t rows,
                                          int device) {
-  const std::optional<codegen::AttentionSpec> half = halved_tiles(s, kind);
-  if (!half) return s;
-  const int resident = kind == Kind::Backward ? 2 * half->block_n : 2 * half->block_m;
-  return 2 * batch * ((rows + resident - 1) / resident) > properties(device).multiprocessors ? s : *half;
+  if (kind == Kind::Delta) return s;
+  return codegen::fit_tiles_to_grid(s, kind == Kind::Backward, batch, rows, properties(device).multiprocessors);
 }
 
 codegen::GeneratedKernel generate(Kind kind, const codegen::AttentionSpec& s) {
@@ -178,7 +141,8 @@ std::vector<codegen::GeneratedKernel> fused_attention_kernels(int64_t head_dim, 
   for (Kind kind : backward ? std::vector<Kind>{Kind::Delta, Kind::Backward} : std::vector<Kind>{Kind::Forward}) {
     const codegen::AttentionSpec s = spec_for(kind, head_dim, dtype, scale, causal, unit_d_stride);
     ks.push_back(generate(kind, s));
-    if (const auto half = halved_tiles(s, kind)) ks.push_back(generate(kind, *half));
+    if (kind == Kind::Delta) continue;
+    if (const auto half = codegen::halved_tiles(s, kind == Kind::Backward)) ks.push_back(generate(kind, *half));
   }
   return ks;
 }

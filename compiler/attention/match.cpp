@@ -1,12 +1,14 @@
-// The attention matcher: the one place that knows how attention is spelled.
+// The attention matcher (compiler/attention/match.h): the one place that knows how attention is
+// spelled.
+#include "compiler/attention/match.h"
+
 #include <cmath>
 #include <limits>
 #include <optional>
 #include <set>
 
 #include "base/log.h"
-#include "compiler/fused_attention.h"
-#include "compiler/passes/passes.h"
+#include "compiler/attention/attention.h"
 
 namespace minidl {
 
