@@ -61,7 +61,7 @@ if [[ $build_fresh -eq 1 ]]; then
   command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
   # -lineinfo only adds line tables (same machine code): compute-sanitizer reports source lines.
   if ! step "configure" configure.log 600 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DMINIDL_CUDA=ON -DMINIDL_BUILD_EXAMPLES=OFF -DMINIDL_WERROR=ON -DCMAKE_CUDA_FLAGS=-lineinfo "${launcher[@]}"; then
+      -DMINIDL_CUDA=ON -DMINIDL_WERROR=ON -DCMAKE_CUDA_FLAGS=-lineinfo "${launcher[@]}"; then
     echo "gpu_run.sh: configure failed, see $out/configure.log" >&2
     tail -30 "$out/configure.log" >&2
     exit 1
