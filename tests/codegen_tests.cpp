@@ -542,6 +542,27 @@ TEST_CASE("codegen: tile choices are read from MINIDL_ATTENTION_TILES text") {
   CHECK_THROWS_WITH_AS(parse_tile_choice("fwd@16=64x64:zz", false, 128), doctest::Contains("split tiles"), ValueError);
 }
 
+TEST_CASE("codegen: small grids get the default tiles halved (NOTE [Tiles by grid size])") {
+  AttentionSpec s;
+  s.math = AttentionMath::Tf32;
+  s.head_dim = 128;
+  const auto [fm, fn] = default_tf32_tiles(false, 128);
+  const auto [bm, bn] = default_tf32_tiles(true, 128);
+  // B·H = 8, N = 1024 on 132 SMs: the default grids give at most half the SMs a block
+  AttentionSpec f = fit_tiles_to_grid(s, false, 8, 1024, 132);
+  CHECK((f.block_m == fm / 2 && f.block_n == fn && f.groups == 1));
+  AttentionSpec g = fit_tiles_to_grid(s, true, 8, 1024, 132);
+  CHECK((g.block_m == bm && g.block_n == bn / 2 && g.groups == 2));
+  CHECK_NOTHROW(generate_attention_backward(g));
+  // a larger grid, tiles set by hand, or FFMA math keep the spec as it is
+  CHECK(fit_tiles_to_grid(s, false, 8, 16384, 132).block_m == 0);
+  s.block_m = 64, s.block_n = 64;
+  CHECK(fit_tiles_to_grid(s, false, 8, 1024, 132).block_m == 64);
+  s.block_m = s.block_n = 0;
+  s.math = AttentionMath::Ffma;
+  CHECK(!halved_tiles(s, false).has_value());
+}
+
 TEST_CASE("codegen: attention specs outside the kernels' range are rejected") {
   AttentionSpec s;
   s.head_dim = 0;

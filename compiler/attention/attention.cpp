@@ -315,9 +315,7 @@ void check_qkv(const char* op, const TensorMeta& q, const TensorMeta& k, const T
 
 // ============================================================================ FusedAttention
 
-std::string FusedAttention::attrs() const {
-  return fmt::format("scale={:g}, causal={}", scale_, causal_);
-}
+std::string AttentionPrimitive::attrs() const { return fmt::format("scale={:g}, causal={}", scale_, causal_); }
 
 std::vector<TensorMeta> FusedAttention::infer(const std::vector<TensorMeta>& in) const {
   MINIDL_CHECK(in.size() == 3, ValueError, "[fused_attention] expects 3 inputs, got {}", in.size());
@@ -364,28 +362,26 @@ std::vector<Tensor> FusedAttention::vjp(const std::vector<Tensor>& primals,
 // ============================================================================
 // FusedAttentionBackward
 
-std::string FusedAttentionBackward::attrs() const {
-  return fmt::format("scale={:g}, causal={}", scale_, causal_);
-}
-
 std::vector<TensorMeta> FusedAttentionBackward::infer(const std::vector<TensorMeta>& in) const {
   MINIDL_CHECK(in.size() == 6, ValueError,
                "[fused_attention_backward] expects 6 inputs (q, k, v, o, lse, dO), got {}",
                in.size());
   const TensorMeta &q = in[0], &o = in[3], &lse = in[4], &dout = in[5];
   check_qkv("fused_attention_backward", q, in[1], in[2]);
-  MINIDL_CHECK(o.shape == q.shape && dout.shape == q.shape && lse.shape == without_last(q.shape),
-               ShapeError,
-               "[fused_attention_backward] o and dO must be shaped like q {} and lse like {}, got "
-               "o {}, dO {}, lse {}",
-               shape_str(q.shape), shape_str(without_last(q.shape)), shape_str(o.shape),
-               shape_str(dout.shape), shape_str(lse.shape));
-  MINIDL_CHECK(o.dtype == q.dtype && dout.dtype == q.dtype && lse.dtype == lse_dtype(q.dtype),
-               DTypeError,
-               "[fused_attention_backward] expects o and dO of q's dtype {} and lse of {}, got "
-               "{}, {}, {}",
-               dtype_name(q.dtype), dtype_name(lse_dtype(q.dtype)), dtype_name(o.dtype),
-               dtype_name(dout.dtype), dtype_name(lse.dtype));
+  // o and dO are FusedAttention's O for q, k, v (q's shape and dtype), lse its LSE
+  struct Expected {
+    const char* name;
+    const TensorMeta& got;
+    Shape shape;
+    DType dtype;
+  };
+  for (const Expected& e : {Expected{"o", o, q.shape, q.dtype}, Expected{"dO", dout, q.shape, q.dtype},
+                            Expected{"lse", lse, without_last(q.shape), lse_dtype(q.dtype)}}) {
+    MINIDL_CHECK(e.got.shape == e.shape, ShapeError, "[fused_attention_backward] {} must be {} for q {}, got {}",
+                 e.name, shape_str(e.shape), shape_str(q.shape), shape_str(e.got.shape));
+    MINIDL_CHECK(e.got.dtype == e.dtype, DTypeError, "[fused_attention_backward] {} must be {} for q of {}, got {}",
+                 e.name, dtype_name(e.dtype), dtype_name(q.dtype), dtype_name(e.got.dtype));
+  }
   const Device dev = common_device("fused_attention_backward", in);
   return {{q.shape, q.dtype, dev}, {in[1].shape, q.dtype, dev}, {in[2].shape, q.dtype, dev}};
 }

@@ -33,39 +33,39 @@
 
 namespace minidl {
 
-/// q (..., Nq, d), k (..., Nk, d), v (..., Nk, d) with one batch shape -> O (..., Nq, d) and
-/// LSE (..., Nq), the log-sum-exp of each row of the scaled, masked scores (float64 for
-/// float64 inputs, else float32). Causal: query i does not see keys j > i (a triu(1) mask).
-class FusedAttention : public Primitive {
+/// What the two attention primitives share: the scale of the scores and the causal mask.
+class AttentionPrimitive : public Primitive {
  public:
-  FusedAttention(double scale, bool causal) : scale_(scale), causal_(causal) {}
-  const char* name() const override { return "fused_attention"; }
+  AttentionPrimitive(double scale, bool causal) : scale_(scale), causal_(causal) {}
+  /// "scale=0.125, causal=true".
   std::string attrs() const override;
   double scale() const { return scale_; }
   bool causal() const { return causal_; }
-  MINIDL_PRIMITIVE_BODY
 
- private:
+ protected:
   double scale_;
   bool causal_;
 };
 
+/// q (..., Nq, d), k (..., Nk, d), v (..., Nk, d) with one batch shape -> O (..., Nq, d) and
+/// LSE (..., Nq), the log-sum-exp of each row of the scaled, masked scores (float64 for
+/// float64 inputs, else float32). Causal: query i does not see keys j > i (a triu(1) mask).
+class FusedAttention : public AttentionPrimitive {
+ public:
+  using AttentionPrimitive::AttentionPrimitive;
+  const char* name() const override { return "fused_attention"; }
+  MINIDL_PRIMITIVE_BODY
+};
+
 /// The gradient of FusedAttention: (q, k, v, o, lse, dO) -> (dq, dk, dv). FlashAttention-2's
 /// backward: D = rowsum(dO ∘ O), then P recomputed from q, k and lse tile by tile.
-class FusedAttentionBackward : public Primitive {
+class FusedAttentionBackward : public AttentionPrimitive {
  public:
-  FusedAttentionBackward(double scale, bool causal) : scale_(scale), causal_(causal) {}
+  using AttentionPrimitive::AttentionPrimitive;
   const char* name() const override { return "fused_attention_backward"; }
-  std::string attrs() const override;
   /// Its gradient (second-order attention) is not provided.
   bool differentiable() const override { return false; }
-  double scale() const { return scale_; }
-  bool causal() const { return causal_; }
   MINIDL_EVAL
-
- private:
-  double scale_;
-  bool causal_;
 };
 
 /// softmax(q kᵀ · scale [+ causal mask]) v through FusedAttention (differentiable).

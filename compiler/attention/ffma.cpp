@@ -86,7 +86,8 @@ void emit_scores(SourceBuilder& b, const FfmaLayout& l, const ScoreProduct& p) {
   b.open("for (int i = 0; i < {}; ++i)", p.rows);
   b.line("#pragma unroll");
   b.open("for (int j = 0; j < {}; ++j)", p.cols);
-  for (const char* c : {"x", "y", "z", "w"}) b.line("{0}[i][j] = fmaf({1}[i].{3}, {2}[j].{3}, {0}[i][j]);", p.out, p.a, p.b, c);
+  for (const char* c : {"x", "y", "z", "w"})
+    b.line("{0}[i][j] = fmaf({1}[i].{3}, {2}[j].{3}, {0}[i][j]);", p.out, p.a, p.b, c);
   b.close();
   b.close();
   b.close();
@@ -99,8 +100,8 @@ void emit_scores(SourceBuilder& b, const FfmaLayout& l, const ScoreProduct& p) {
 GeneratedKernel ffma_forward(const AttentionSpec& s) {
   const FfmaLayout l = ffma_layout(s, false);
   const int RM = l.BM / l.TR, RN = l.BN / l.TC;
-  GeneratedKernel k = kernel_shape(kernel_name("fwd", s, l.BM, l.BN), l.NT, l.BM,
-                                   sizeof(float) * static_cast<size_t>(l.BM * l.QS + l.BN * l.QS + l.BN * l.DW + l.BM * l.PS));
+  const size_t smem = sizeof(float) * static_cast<size_t>(l.BM * l.QS + l.BN * l.QS + l.BN * l.DW + l.BM * l.PS);
+  const GeneratedKernel k = kernel_shape(kernel_name("fwd", s, l.BM, l.BN), l.NT, l.BM, smem);
 
   SourceBuilder b;
   open_ffma_kernel(b, s, k, l, false);
@@ -216,8 +217,9 @@ GeneratedKernel ffma_forward(const AttentionSpec& s) {
 GeneratedKernel ffma_backward(const AttentionSpec& s) {
   const FfmaLayout l = ffma_layout(s, true);
   const int RMA = l.BM / l.TR, RNA = l.BN / l.TC, RNB = l.BN / l.TR;
-  GeneratedKernel k = kernel_shape(kernel_name("bwd", s, l.BM, l.BN), l.NT, l.BN,
-                                   sizeof(float) * static_cast<size_t>(2 * l.BN * l.QS + 2 * l.BM * l.QS + 2 * l.BM * l.PS + 2 * l.BM));
+  const size_t smem =
+      sizeof(float) * static_cast<size_t>(2 * l.BN * l.QS + 2 * l.BM * l.QS + 2 * l.BM * l.PS + 2 * l.BM);
+  const GeneratedKernel k = kernel_shape(kernel_name("bwd", s, l.BM, l.BN), l.NT, l.BN, smem);
 
   SourceBuilder b;
   open_ffma_kernel(b, s, k, l, true);

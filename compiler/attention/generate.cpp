@@ -89,7 +89,7 @@
 // Staged, the loads of the next step's tiles are issued into registers after this step's
 // last barrier and land while the warps compute dq; the next step only splits and stores them.
 // It costs registers while dq runs (`staged_count` per thread and tile), so the generator
-// stages only tiles of at most kMaxStaged elements per thread. (kMaxStaged in emit.h)
+// stages only tiles of at most kMaxStaged (emit.h) elements per thread.
 #include "compiler/attention/generate.h"
 
 #include "base/error.h"

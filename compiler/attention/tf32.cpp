@@ -19,14 +19,15 @@ GeneratedKernel tf32_forward(const AttentionSpec& s) {
   sm.tile(qt, l.BM * l.ST, l.split ? "[BM][ST] q tile · kScaleLog2e" : "[BM][ST] q tile");
   sm.tile(kt, l.BN * l.ST, "[BN][ST] k tile");
   sm.tile(vt, l.BN * l.ST, "[BN][ST] v tile");
-  GeneratedKernel k = kernel_shape(kernel_name("fwd", s, l.BM, l.BN, l.split ? l.tiles : std::optional<SplitTiles>()), l.NT, l.BM,
-                                   sm.bytes());
+  const GeneratedKernel k =
+      kernel_shape(kernel_name("fwd", s, l.BM, l.BN, l.split ? l.tiles : std::optional<SplitTiles>()), l.NT, l.BM,
+                   sm.bytes());
 
   SourceBuilder b;
   emit_main_kernel_open(b, s, k, false,
                         fmt::format("one block per {} query rows (16 per warp), {} keys per step, {} threads, "
-                          "{} bytes of shared memory; {}",
-                          l.BM, l.BN, l.NT, k.smem_bytes, tiles_comment(l)));
+                                    "{} bytes of shared memory; {}",
+                                    l.BM, l.BN, l.NT, k.smem_bytes, tiles_comment(l)));
   emit_tf32_constants(b, l);
   b.line("constexpr float kScaleLog2e = {};  // NOTE [Online softmax in base 2]",
          float_literal(s.scale * 1.4426950408889634));
@@ -173,8 +174,9 @@ GeneratedKernel tf32_backward(const AttentionSpec& s) {
   sm.tile(dst, l.BN * PT, "[BN][PT] dsᵀ of the step");
   sm.floats("Ls", l.SB, "[SB] lse · log2(e)");
   sm.floats("Ds", l.SB, "[SB] delta");
-  GeneratedKernel k = kernel_shape(kernel_name("bwd", s, l.BM, l.BN, l.split ? l.tiles : std::optional<SplitTiles>()), l.NT, l.BN,
-                                   sm.bytes());
+  const GeneratedKernel k =
+      kernel_shape(kernel_name("bwd", s, l.BM, l.BN, l.split ? l.tiles : std::optional<SplitTiles>()), l.NT, l.BN,
+                   sm.bytes());
 
   // At d <= 16 the backward asks for 16 warps per SM, i.e. at most 128 registers: it needed 140
   // and ran three 4-warp blocks per SM; capped it spills 36 bytes and runs four (H200, N = 4096:
