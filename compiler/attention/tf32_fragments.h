@@ -3,6 +3,8 @@
 // memory plan. The NOTEs cited here are in compiler/attention/generate.cpp.
 #pragma once
 
+#include <spdlog/fmt/fmt.h>
+
 #include <cstddef>
 #include <string>
 #include <vector>
